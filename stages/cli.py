@@ -1,0 +1,56 @@
+"""`vr`: the commands users run by hand. Each subcommand calls a stage's own entry point, so the
+command line and `dvc repro` run exactly the same code with the same params.yaml.
+
+  vr generate | ingest | validate     run one stage directly (no DVC bookkeeping)
+  vr repro [STAGE ...]                 `dvc repro` the pipeline (or up to STAGE)
+  vr pipeline                          the whole pipeline on the current params.yaml
+  vr score --split S --predictions P --out DIR   score any model's predictions with our metrics
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import subprocess
+import sys
+
+from stages import telemetry  # noqa: F401
+
+STAGE_MODULES = {"generate": "stages.generate", "ingest": "stages.ingest", "validate": "stages.validate"}
+
+
+def _repro(targets: list[str]) -> int:
+    return subprocess.call([sys.executable, "-m", "dvc", "repro", *targets])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="vr", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in STAGE_MODULES:
+        sub.add_parser(name, help=f"run the {name} stage with params.yaml")
+    repro = sub.add_parser("repro", help="dvc repro the pipeline (or the given stages)")
+    repro.add_argument("targets", nargs="*")
+    sub.add_parser("pipeline", help="run the whole pipeline on params.yaml")
+    sub.add_parser("score", help="score a predictions JSONL against a validated split", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    if args.command in STAGE_MODULES:
+        importlib.import_module(STAGE_MODULES[args.command]).main()
+        return 0
+    if args.command == "repro":
+        return _repro(args.targets)
+    if args.command == "pipeline":
+        return _repro([])
+    if args.command == "score":
+        from stages import score
+
+        return score.main(rest)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

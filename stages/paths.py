@@ -1,0 +1,23 @@
+"""Where every stage's outputs live: the one place dvc.yaml and the code agree on (a test checks it).
+
+All paths are relative to the workspace root (the directory holding params.yaml and dvc.yaml).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+SYNTHETIC_DIR = Path("data/raw/synthetic")
+SYNTHETIC_VIDEOS = SYNTHETIC_DIR / "videos"
+SYNTHETIC_ANNOTATIONS = SYNTHETIC_DIR / "annotations.jsonl"
+INTERIM_RECORDS = Path("data/interim/records.jsonl")
+VALIDATED_DIR = Path("data/validated")
+VALIDATION_REPORTS = Path("reports/validation")
+VALIDATION_RESULT = VALIDATION_REPORTS / "result.json"
+GENERATE_REPORT = Path("reports/generate/summary.json")
+INGEST_REPORT = Path("reports/ingest/summary.json")
+PARAMS_FILE = Path("params.yaml")
+
+
+def split_file(split: str) -> Path:
+    """data/validated/<split>.jsonl"""
+    return VALIDATED_DIR / f"{split}.jsonl"
