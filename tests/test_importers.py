@@ -1,0 +1,246 @@
+"""Each importer on a small fixture it writes itself: fields of the happy path, errors that name
+the file, the line or index, and the field."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stages.importers import IMPORTERS
+from stages.ingest import normalise_entry
+from stages.schema import REQUIRED_FIELDS, RecordError
+from stages.video_io import encode_mp4
+
+FPS, N_FRAMES = 4, 8  # every fixture video lasts 2.0 s
+
+
+def make_video(path: Path, n: int = N_FRAMES) -> None:
+    encode_mp4(np.zeros((n, 32, 32, 3), np.uint8), FPS, path)
+
+
+def load(root: Path, **raw) -> tuple[list[dict], dict]:
+    entry = normalise_entry(0, {"split": "train", **raw}, root)
+    return list(IMPORTERS[raw["format"]](entry)), entry
+
+
+def write(root: Path, rel: str, obj) -> str:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(obj if isinstance(obj, str) else json.dumps(obj, indent=1), encoding="utf-8")
+    return rel
+
+
+def check_error(exc_info, *parts: str) -> None:
+    for part in parts:
+        assert part in str(exc_info.value), (part, str(exc_info.value))
+
+
+# ---------------------------------------------------------------- video_r1
+def vr1_items() -> list[dict]:
+    base = {"data_type": "video", "path": "./videos/a.mp4", "data_source": "NeXT-QA"}
+    return [
+        {**base, "problem_id": 7, "problem": "What colour is the ball?", "problem_type": "multiple choice",
+         "options": ["A. red", "B. blue", "C. green"], "process": "<think>It looks blue.</think>",
+         "solution": "<answer>B</answer>"},
+        {**base, "problem_id": 8, "problem": "How many balls?", "problem_type": "numerical", "options": [],
+         "solution": "<answer>3</answer>"},
+        {"problem_id": 9, "problem": "x", "data_type": "image", "problem_type": "OCR",
+         "path": "./Chart/x.png", "solution": "<answer>y</answer>"},
+        {**base, "problem_id": 10, "problem": "Read the sign.", "problem_type": "OCR", "options": [],
+         "solution": "<answer>STOP</answer>"},
+        {**base, "problem_id": 11, "problem": "Describe it.", "problem_type": "free-form", "options": [],
+         "solution": "<answer>A ball rolls.</answer>"},
+        {**base, "problem_id": 12, "problem": "Speed?", "problem_type": "regression", "options": [],
+         "solution": "<answer>2.5</answer>"},
+    ]
+
+
+def test_video_r1_happy_path(tmp_path):
+    make_video(tmp_path / "raw/vr1/videos/a.mp4")
+    path = write(tmp_path, "raw/vr1/data.json", vr1_items())
+    recs, entry = load(tmp_path, name="vr1", format="video_r1", path=path)
+    assert [r["problem_type"] for r in recs] == ["multiple_choice", "numerical", "ocr", "free_form", "regression"]
+    mc = recs[0]
+    assert set(REQUIRED_FIELDS) <= set(mc)
+    assert mc["id"] == "vr1:0" and mc["source"] == "vr1" and mc["split"] == "train"
+    assert mc["video"] == "raw/vr1/videos/a.mp4"
+    assert mc["duration"] == pytest.approx(2.0) and mc["fps"] == pytest.approx(4.0)
+    assert mc["options"] == ["red", "blue", "green"] and mc["answer"] == "B"
+    assert mc["reasoning"] == "It looks blue." and mc["meta"] == {"problem_id": 7, "data_source": "NeXT-QA"}
+    assert [r["answer"] for r in recs[1:]] == ["3", "STOP", "A ball rolls.", "2.5"]
+    assert "options" not in recs[1] and "reasoning" not in recs[1]
+    assert entry["counters"] == {"skipped_image": 1}
+
+
+@pytest.mark.parametrize("change, field, problem", [
+    ({"solution": "B"}, "solution", "no <answer> tag"),
+    ({"options": ["A. red", "C. blue"]}, "options", "expected B"),
+    ({"problem_type": "ranking"}, "problem_type", "unknown problem type"),
+    ({"solution": "<answer>D</answer>"}, "solution", "not one of the option letters"),
+    ({"path": "./videos/missing.mp4"}, "path", "does not exist"),
+    ({"problem": ""}, "problem", "non-empty"),
+])
+def test_video_r1_malformed_entry(tmp_path, change, field, problem):
+    make_video(tmp_path / "raw/vr1/videos/a.mp4")
+    items = vr1_items()
+    items[1] = {**items[0], **change}
+    path = write(tmp_path, "raw/vr1/data.json", items)
+    with pytest.raises(RecordError) as exc_info:
+        load(tmp_path, name="vr1", format="video_r1", path=path)
+    check_error(exc_info, "raw/vr1/data.json[1]", f"field '{field}'", problem)
+
+
+def test_video_r1_bad_json_names_file_and_line(tmp_path):
+    path = write(tmp_path, "vr1.json", '[\n{"problem": "x",\n oops}\n]')
+    with pytest.raises(ValueError, match=r"vr1\.json:3: not valid JSON"):
+        load(tmp_path, name="vr1", format="video_r1", path=path)
+
+
+# ---------------------------------------------------------------- sharegpt
+def test_sharegpt_both_layouts(tmp_path):
+    make_video(tmp_path / "sg/clips/a.mp4")
+    items = [
+        {"messages": [{"role": "system", "content": "Be brief."},
+                      {"role": "user", "content": "<video>What happens?"},
+                      {"role": "assistant", "content": "<think>A ball moves.</think><answer>It rolls.</answer>"}],
+         "videos": ["clips/a.mp4"]},
+        {"conversations": [{"from": "human", "value": "What is shown? <video>"},
+                           {"from": "gpt", "value": "A ball."}],
+         "videos": ["clips/a.mp4"]},
+    ]
+    path = write(tmp_path, "sg/data.json", items)
+    recs, _ = load(tmp_path, name="sg", format="sharegpt", path=path)
+    assert [r["question"] for r in recs] == ["What happens?", "What is shown?"]
+    assert [r["answer"] for r in recs] == ["It rolls.", "A ball."]
+    assert recs[0]["reasoning"] == "A ball moves." and "reasoning" not in recs[1]
+    assert {r["problem_type"] for r in recs} == {"free_form"} and recs[1]["id"] == "sg:1"
+    assert recs[0]["video"] == "sg/clips/a.mp4"
+
+
+def test_sharegpt_multiple_choice_options_from_question(tmp_path):
+    make_video(tmp_path / "sg/a.mp4")
+    items = [{"messages": [{"role": "user", "content": "<video>Which colour?\nA. red\nB. blue"},
+                           {"role": "assistant", "content": "<answer>B</answer>"}], "videos": ["a.mp4"]}]
+    path = write(tmp_path, "sg/data.json", items)
+    recs, _ = load(tmp_path, name="sg", format="sharegpt", path=path, problem_type="multiple_choice")
+    assert recs[0]["question"] == "Which colour?"
+    assert recs[0]["options"] == ["red", "blue"] and recs[0]["answer"] == "B"
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"videos": ["a.mp4", "a.mp4"]}, "videos"),
+    ({"messages": [{"role": "user", "content": "<video>q"}, {"role": "assistant", "content": "a"},
+                   {"role": "user", "content": "q2"}, {"role": "assistant", "content": "b"}]}, "messages"),
+    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}, "messages.user"),
+    ({"messages": [{"role": "robot", "content": "q"}]}, "messages[0].role"),
+])
+def test_sharegpt_malformed_entry(tmp_path, change, field):
+    make_video(tmp_path / "sg/a.mp4")
+    good = {"messages": [{"role": "user", "content": "<video>q"}, {"role": "assistant", "content": "a"}],
+            "videos": ["a.mp4"]}
+    path = write(tmp_path, "sg/data.json", [good, {**good, **change}])
+    with pytest.raises(RecordError) as exc_info:
+        load(tmp_path, name="sg", format="sharegpt", path=path)
+    check_error(exc_info, "sg/data.json[1]", f"field '{field}'")
+
+
+# ---------------------------------------------------------------- charades_sta
+def test_charades_sta_lines(tmp_path):
+    make_video(tmp_path / "ch/videos/3MSZA.mp4")
+    lines = "3MSZA 0.4 1.2##person turn a light on.\n\n3MSZA 1.0 9.5##person sits.\n"
+    path = write(tmp_path, "ch/sta_train.txt", lines)
+    recs, entry = load(tmp_path, name="ch", format="charades_sta", path=path, video_root="ch/videos")
+    assert [r["id"] for r in recs] == ["ch:3MSZA@1", "ch:3MSZA@3"]
+    assert recs[0]["problem_type"] == "temporal_grounding" and recs[0]["answer"] == [0.4, 1.2]
+    assert recs[0]["question"] == "When does the following happen in the video: 'person turn a light on'?"
+    assert recs[0]["video"] == "ch/videos/3MSZA.mp4"
+    assert recs[1]["answer"] == [1.0, 2.0] and entry["counters"] == {"clipped_end": 1}
+
+
+@pytest.mark.parametrize("line, field", [
+    ("3MSZA 1.0##no end", "vid start end"),
+    ("3MSZA one 2.0##bad start", "start"),
+    ("3MSZA 1.0 2.0 no separator", "sentence"),
+    ("3MSZA 1.5 1.0##reversed", "end"),
+    ("NOPE 0.0 1.0##missing video", "vid"),
+    ("3MSZA 2.5 3.0##after the end", "start"),
+])
+def test_charades_sta_malformed_line(tmp_path, line, field):
+    make_video(tmp_path / "ch/3MSZA.mp4")
+    path = write(tmp_path, "ch/sta.txt", f"3MSZA 0.0 1.0##fine\n{line}\n")
+    with pytest.raises(RecordError) as exc_info:
+        load(tmp_path, name="ch", format="charades_sta", path=path)
+    check_error(exc_info, "ch/sta.txt:2", f"field '{field}'")
+
+
+# ---------------------------------------------------------------- hcstvg
+def test_hcstvg_dict_xywh_one_based(tmp_path):
+    make_video(tmp_path / "hc/v1.mp4")
+    anno = {"v1.mp4": {"English": "The man in black walks.", "st_frame": 3, "ed_frame": 5, "img_size": [32, 64],
+                       "bbox": [[16, 8, 16, 16], [20, 8, 16, 16], [24, 8, 80, 16]]}}
+    path = write(tmp_path, "hc/anno.json", anno)
+    (rec,), _ = load(tmp_path, name="hc", format="hcstvg", path=path)
+    assert rec["id"] == "hc:v1" and rec["problem_type"] == "spatio_temporal_grounding"
+    assert rec["question"] == "When and where in the video does the following happen: 'The man in black walks'?"
+    # frames 2, 3, 4 (0-based) at 4 fps; boxes in a 64-wide, 32-high annotation frame, clipped
+    assert rec["answer"]["span"] == [0.5, 1.25]
+    assert rec["answer"]["boxes"] == {"0.5": [0.25, 0.25, 0.5, 0.75], "0.75": [0.3125, 0.25, 0.5625, 0.75],
+                                      "1.0": [0.375, 0.25, 1.0, 0.75]}
+
+
+def test_hcstvg_list_xyxy_zero_based(tmp_path):
+    make_video(tmp_path / "hc/v2.mp4")
+    anno = [{"video": "v2", "caption": "a dog jumps", "st_frame": 0, "bbox": [[0, 0, 16, 16], [0, 0, 32, 32]]}]
+    path = write(tmp_path, "hc/anno.json", anno)
+    (rec,), _ = load(tmp_path, name="hc", format="hcstvg", path=path, box_format="xyxy", frame_base=0)
+    assert rec["id"] == "hc:0" and rec["video"] == "hc/v2.mp4"
+    assert rec["answer"] == {"span": [0.0, 0.5], "boxes": {"0.0": [0.0, 0.0, 0.5, 0.5], "0.25": [0.0, 0.0, 1.0, 1.0]}}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"bbox": [[1, 1, 4, 4], [1, 1, 4]]}, "bbox[1]"),
+    ({"ed_frame": 9}, "ed_frame"),
+    ({"st_frame": 8, "ed_frame": 9}, "st_frame"),
+    ({"English": ""}, "caption"),
+    ({"bbox": [[40, 1, 4, 4]]}, "bbox[0]"),
+])
+def test_hcstvg_malformed_entry(tmp_path, change, field):
+    make_video(tmp_path / "hc/v1.mp4")
+    make_video(tmp_path / "hc/v1b.mp4")
+    good = {"English": "x", "st_frame": 1, "ed_frame": 2, "bbox": [[1, 1, 4, 4], [1, 1, 4, 4]]}
+    path = write(tmp_path, "hc/anno.json", {"v1.mp4": good, "v1b.mp4": {**good, **change}})
+    with pytest.raises(RecordError) as exc_info:
+        load(tmp_path, name="hc", format="hcstvg", path=path)
+    check_error(exc_info, "hc/anno.json['v1b.mp4']", f"field '{field}'")
+
+
+# ---------------------------------------------------------------- synthetic
+def synthetic_row(i: int, split: str = "train") -> dict:
+    return {"id": f"s{i:03d}", "video": f"videos/s{i:03d}.mp4", "duration": 2.0, "problem_type": "numerical",
+            "question": "How many balls?", "answer": "2", "split": split, "source": "synthetic-world/v1",
+            "reasoning": "I count two.", "meta": {"task": "count"}}
+
+
+def test_synthetic_rows_keep_split_and_get_root_relative_paths(tmp_path):
+    rows = [synthetic_row(0), synthetic_row(1, "test")]
+    path = write(tmp_path, "data/raw/synthetic/annotations.jsonl", "\n".join(json.dumps(r) for r in rows))
+    recs, _ = load(tmp_path, name="synthetic", format="synthetic", path=path, split=None)
+    assert [r["id"] for r in recs] == ["synthetic:s000", "synthetic:s001"]
+    assert recs[0]["video"] == "data/raw/synthetic/videos/s000.mp4"
+    assert [r["split"] for r in recs] == ["train", "test"] and recs[0]["source"] == "synthetic-world/v1"
+    assert recs[0]["meta"] == {"task": "count"} and recs[0]["reasoning"] == "I count two."
+    recs, _ = load(tmp_path, name="synthetic", format="synthetic", path=path, split="val", version="v2")
+    assert {r["split"] for r in recs} == {"val"} and {r["source"] for r in recs} == {"synthetic@v2"}
+
+
+@pytest.mark.parametrize("line, field", [
+    (json.dumps({k: v for k, v in synthetic_row(9).items() if k != "duration"}), "duration"),
+    (json.dumps({**synthetic_row(9), "split": "dev"}), "split"),
+    (json.dumps({**synthetic_row(9), "colour": "red"}), "colour"),
+    ('{"id": "s9", oops', None),
+])
+def test_synthetic_malformed_row(tmp_path, line, field):
+    path = write(tmp_path, "syn/annotations.jsonl", json.dumps(synthetic_row(0)) + "\n" + line + "\n")
+    with pytest.raises(ValueError) as exc_info:
+        load(tmp_path, name="synthetic", format="synthetic", path=path, split=None)
+    check_error(exc_info, "syn/annotations.jsonl:2", f"field '{field}'" if field else "not valid JSON")
