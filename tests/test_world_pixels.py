@@ -81,7 +81,8 @@ def _check_box(r, t, box, frames, checked):
     mask = colour_masks(video[round(t * fps)], object_colour(r))
     got = recovered_box_px(mask)
     want = [box[0] * CFG.width, box[1] * CFG.height, box[2] * CFG.width, box[3] * CFG.height]
-    assert np.allclose(got, want, atol=3), (r["id"], t, got, want)
+    # 4 px: the tips of diamonds and triangles are one pixel wide and 4:2:0 chroma blurs them away
+    assert np.allclose(got, want, atol=4), (r["id"], t, got, want)
     checked.append(r["id"])
 
 

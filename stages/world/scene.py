@@ -87,10 +87,11 @@ class Scene:
         return [o for o in self.objects if o.visible_at(t)]
 
     def box_at(self, obj: SceneObject, t: float) -> list[float]:
-        """Normalised [x1, y1, x2, y2] of `obj` at time t (must be visible then)."""
+        """Normalised [x1, y1, x2, y2] of `obj` at time t (visible then), rounded to 0.01 (about one
+        pixel at 112 px) so that the answer text the model is taught to write is the exact truth."""
         cx, cy = obj.centre_at(t)
         r = obj.radius
-        return [round(v, 4) for v in ((cx - r) / self.width, (cy - r) / self.height,
+        return [round(v, 2) for v in ((cx - r) / self.width, (cy - r) / self.height,
                                       (cx + r) / self.width, (cy + r) / self.height)]
 
     def by_appearance(self) -> list[SceneObject]:
