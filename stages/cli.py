@@ -1,7 +1,8 @@
 """`vr`: the commands users run by hand. Each subcommand calls a stage's own entry point, so the
 command line and `dvc repro` run exactly the same code with the same params.yaml.
 
-  vr generate | ingest | validate     run one stage directly (no DVC bookkeeping)
+  vr generate | ingest | validate | bootstrap | sft | rl | tts | evaluate
+                                       run one stage directly (no DVC bookkeeping)
   vr repro [STAGE ...]                 `dvc repro` the pipeline (or up to STAGE)
   vr pipeline                          the whole pipeline on the current params.yaml
   vr score --split S --predictions P --out DIR   score any model's predictions with our metrics
@@ -16,7 +17,8 @@ import sys
 
 from stages import telemetry  # noqa: F401
 
-STAGE_MODULES = {"generate": "stages.generate", "ingest": "stages.ingest", "validate": "stages.validate"}
+STAGE_MODULES = {name: f"stages.{name}" for name in
+                 ("generate", "ingest", "validate", "bootstrap", "sft", "rl", "tts", "evaluate")}
 
 
 def _repro(targets: list[str]) -> int:

@@ -1,0 +1,119 @@
+"""`bootstrap` stage: the base model every later stage starts from, in models/base/.
+
+`model.base: tiny` (the CPU default): train a BPE tokenizer on the train split's text, build a small
+Qwen2.5-VL and the standard processor, then run a short perception alignment (direct answers to the
+train split's perception items) with the same training code as the sft stage. Any other value is a hub
+id or a local path: nothing is built; the model is loaded with the one loader and saved (or pointed to).
+Reads params `model`, `video`, `compute` and data/validated/train.jsonl; run: `python -m stages.bootstrap`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages import telemetry  # noqa: F401
+from stages.atomic import read_jsonl, write_json
+from stages.model_io import load_model_and_processor, save_model_and_processor, save_pointer
+from stages.sft import train
+from stages.sft_data import select_records
+from stages.tiny_model import TinyConfig, build_tiny
+from stages.tracking import stage_run, trainer_callback
+from stages.train_common import (
+    BOOTSTRAP_REPORT, CHECKPOINTS, MODELS_BASE, file_digest, finish_checkpoints, fingerprint,
+)
+from stages.video_inputs import VideoConfig
+
+log = logging.getLogger(__name__)
+TINY = "tiny"
+OWN_KEYS = ("base", "tiny", "alignment", "copy_base")
+
+
+@dataclass
+class BootstrapRun:
+    """params `model` ({base, tiny, alignment, copy_base}), `video`, `compute`; paths from the workspace."""
+
+    model: dict[str, Any]
+    video: dict[str, Any] = field(default_factory=dict)
+    compute: dict[str, Any] = field(default_factory=dict)
+    train_file: Path = Path("data/validated/train.jsonl")
+    video_root: Path = Path(".")
+    out_dir: Path = MODELS_BASE
+    report_path: Path = BOOTSTRAP_REPORT
+    checkpoint_dir: Path = CHECKPOINTS / "bootstrap"
+    tracking: bool = True
+
+
+def _check(model_params: dict[str, Any]) -> str:
+    if unknown := sorted(set(model_params) - set(OWN_KEYS)):
+        raise ValueError(f"params model: unknown key '{unknown[0]}' (known: {list(OWN_KEYS)})")
+    base = model_params.get("base")
+    if not base or not isinstance(base, str):
+        raise ValueError("params model.base: 'tiny', a hub id or a local path is required")
+    return base
+
+
+def run(cfg: BootstrapRun) -> dict[str, Any]:
+    """Write cfg.out_dir (model + processor, or a pointer) and a summary; return the summary."""
+    base = _check(cfg.model)
+    t0 = time.perf_counter()
+    dtype = cfg.compute.get("dtype", "float32")
+    with stage_run("bootstrap", {"model": cfg.model, "video": cfg.video, "compute": cfg.compute},
+                   cfg.tracking) as mlrun:
+        if base != TINY:
+            summary = _resolve_real(base, dtype, bool(cfg.model.get("copy_base", True)), cfg.out_dir)
+        else:
+            summary = _build_tiny(cfg, mlrun)
+        summary["seconds"] = round(time.perf_counter() - t0, 2)
+        write_json(cfg.report_path, summary)
+        mlrun.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+    log.info("bootstrap: %s", summary)
+    return summary
+
+
+def _resolve_real(base: str, dtype: str, copy: bool, out_dir: Path) -> dict[str, Any]:
+    """A hub id or local path: check it loads, then save a copy (or a pointer when copy=False)."""
+    model, processor = load_model_and_processor(base, dtype)
+    n_params = sum(p.numel() for p in model.parameters())
+    if copy:
+        save_model_and_processor(model, processor, out_dir, extra_files={"bootstrap.json": {"source": base}})
+    else:
+        save_pointer(base, out_dir)
+    return {"base": base, "parameters": n_params, "copied": copy}
+
+
+def _build_tiny(cfg: BootstrapRun, mlrun) -> dict[str, Any]:
+    video_cfg = VideoConfig.from_params(cfg.video)
+    tiny_cfg = TinyConfig.from_params(cfg.model.get("tiny"))
+    records = read_jsonl(cfg.train_file)
+    model, processor = build_tiny(tiny_cfg, records, video_cfg)
+    summary: dict[str, Any] = {"base": TINY, "parameters": sum(p.numel() for p in model.parameters()),
+                               "vocab_size": len(processor.tokenizer)}
+    alignment = dict(cfg.model.get("alignment") or {})
+    perception = select_records(records, "perception")
+    if alignment and alignment.get("max_steps", 0) != 0 and perception:
+        run_fp = fingerprint(model=cfg.model, video=cfg.video, compute=cfg.compute,
+                             train=file_digest(cfg.train_file))
+        log.info("perception alignment on %d records", len(perception))
+        model, result = train(model, processor, perception, cfg.video_root, alignment, video_cfg,
+                              cfg.checkpoint_dir, run_fp, callbacks=[trainer_callback(mlrun)])
+        summary.update({f"alignment_{k}": v for k, v in result.items()})
+    else:
+        log.warning("perception alignment skipped (no model.alignment, max_steps 0 or no perception items)")
+    save_model_and_processor(model, processor, cfg.out_dir,
+                             extra_files={"bootstrap.json": {"source": TINY, "tiny": tiny_cfg.__dict__}})
+    finish_checkpoints(cfg.checkpoint_dir)
+    return summary
+
+
+def main() -> None:
+    from stages.params import section
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run(BootstrapRun(model=section("model"), video=section("video"), compute=section("compute")))
+
+
+if __name__ == "__main__":
+    main()

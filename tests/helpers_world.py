@@ -1,0 +1,43 @@
+"""Test fixtures: a tiny generated world laid out like a workspace after `validate`, and tiny params.
+
+`make_workspace(root)` writes root/data/raw/synthetic/{videos,annotations.jsonl} and
+root/data/validated/{train,val,test}.jsonl with `video` relative to root (as the pipeline does).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stages.atomic import write_jsonl
+
+WORLD_VIDEOS = {"train": 3, "val": 1}
+
+# A handful of steps, batch 2: seconds on 2 CPU cores.
+TINY_SIZES = {"vocab_size": 512, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "num_key_value_heads": 1, "intermediate_size": 128, "vision_hidden_size": 32,
+              "vision_depth": 1, "vision_heads": 2, "vision_intermediate_size": 64}
+VIDEO = {"fps": 1.0, "min_frames": 4, "max_frames": 4, "max_pixels": 112 * 112}
+
+
+def trl_params(max_steps: int = 2, **overrides) -> dict:
+    """SFTConfig fields for a few-step CPU run."""
+    params = {"max_steps": max_steps, "per_device_train_batch_size": 2, "learning_rate": 1e-3,
+              "lr_scheduler_type": "constant", "bf16": False, "fp16": False, "activation_checkpointing": False,
+              "assistant_only_loss": True, "logging_steps": 1, "save_strategy": "no", "seed": 0,
+              "dataloader_pin_memory": False, "disable_tqdm": True, "optim": "adamw_torch", "use_cpu": True}
+    params.update(overrides)
+    return params
+
+
+def make_workspace(root: Path, videos: dict[str, int] | None = None, seed: int = 3) -> Path:
+    """Generate the world under root and write validated-style split files; return root."""
+    from stages.generate import run
+    from stages.world.config import WorldConfig
+
+    raw = root / "data/raw/synthetic"
+    run(WorldConfig(seed=seed, videos=videos or WORLD_VIDEOS, workers=1), raw)
+    records = [json.loads(line) for line in (raw / "annotations.jsonl").read_text().splitlines()]
+    for split in ("train", "val", "test"):
+        rows = [{**r, "video": f"data/raw/synthetic/{r['video']}"} for r in records if r["split"] == split]
+        write_jsonl(root / f"data/validated/{split}.jsonl", rows)
+    return root

@@ -1,0 +1,156 @@
+"""sft: assistant-only labels, TRL config parsing, a short run end to end (MLflow, metrics, weights)."""
+import json
+import math
+
+import pytest
+
+from stages.atomic import read_jsonl
+from stages.bootstrap import BootstrapRun
+from stages.bootstrap import run as bootstrap
+from stages.sft import SFTRun, run
+from stages.sft_data import IGNORE_INDEX, VideoSFTCollator, select_records, to_dataset
+from stages.train_common import parse_trl_config, prepare_checkpoints
+from stages.video_inputs import VideoConfig, assistant_text
+from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace, trl_params
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A generated world and an unaligned tiny base in models/base."""
+    root = make_workspace(tmp_path_factory.mktemp("ws"))
+    bootstrap(BootstrapRun(model={"base": "tiny", "tiny": TINY_SIZES}, video=VIDEO,
+                           train_file=root / "data/validated/train.jsonl", video_root=root,
+                           out_dir=root / "models/base", report_path=root / "reports/bootstrap.json",
+                           tracking=False))
+    return root
+
+
+def sft_run(root, sft, **kw):
+    return SFTRun(sft=sft, video=VIDEO, base_dir=root / "models/base",
+                  train_file=root / "data/validated/train.jsonl", val_file=root / "data/validated/val.jsonl",
+                  video_root=root, out_dir=root / kw.pop("out", "models/sft"),
+                  metrics_path=root / "reports/sft/metrics.json", checkpoint_dir=root / "checkpoints/sft",
+                  **kw)
+
+
+def test_reasoning_records_exclude_perception_items():
+    records = [{"id": "a", "meta": {"kind": "perception"}}, {"id": "b", "meta": {"kind": "reasoning"}},
+               {"id": "c"}]
+    assert [r["id"] for r in select_records(records, "reasoning")] == ["b", "c"]
+    assert [r["id"] for r in select_records(records, "perception")] == ["a"]
+
+
+def test_labels_are_the_assistant_target_only(workspace):
+    from stages.model_io import load_model_and_processor
+
+    root = workspace
+    _, processor = load_model_and_processor(root / "models/base")
+    records = select_records(read_jsonl(root / "data/validated/train.jsonl"), "reasoning")[:3]
+    rows = list(to_dataset(records, root))
+    assert all(r["images"] == [] for r in rows)  # makes TRL treat the dataset as a vision dataset
+    batch = VideoSFTCollator(processor, VideoConfig.from_params(VIDEO))(rows)
+    for i, record in enumerate(records):
+        kept = batch["labels"][i][batch["labels"][i] != IGNORE_INDEX]
+        assert processor.tokenizer.decode(kept) == assistant_text(record) + "<|im_end|>"
+    assert "pixel_values_videos" in batch and "second_per_grid_ts" in batch
+
+
+def test_trl_config_is_parsed_by_trl_with_risky_defaults_required(tmp_path):
+    from trl import SFTConfig
+
+    args = parse_trl_config(SFTConfig, trl_params(3), tmp_path)
+    assert (args.bf16, args.activation_checkpointing, args.max_steps) == (False, False, 3)
+    assert args.output_dir == str(tmp_path) and args.report_to in ("none", [])
+    bad = trl_params()
+    del bad["bf16"]
+    with pytest.raises(ValueError, match="'bf16' must be set explicitly"):
+        parse_trl_config(SFTConfig, bad, tmp_path)
+    with pytest.raises(ValueError, match="learning_rat"):
+        parse_trl_config(SFTConfig, {**trl_params(), "learning_rat": 1.0}, tmp_path)
+
+
+def test_checkpoints_of_another_configuration_are_not_resumed(tmp_path):
+    (tmp_path / "checkpoint-4").mkdir(parents=True)
+    (tmp_path / "checkpoint-4/trainer_state.json").write_text("{}")
+    assert prepare_checkpoints(tmp_path, "a") is None  # no fingerprint yet: cleared
+    (tmp_path / "checkpoint-4").mkdir()
+    (tmp_path / "checkpoint-4/trainer_state.json").write_text("{}")
+    assert prepare_checkpoints(tmp_path, "a").name == "checkpoint-4"
+    assert prepare_checkpoints(tmp_path, "b") is None and not (tmp_path / "checkpoint-4").exists()
+
+
+def test_sft_trains_saves_and_logs_to_mlflow(workspace, monkeypatch, tmp_path):
+    import mlflow
+
+    from stages.model_io import load_model_and_processor
+
+    root = workspace
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    metrics = run(sft_run(root, {**trl_params(3), "loss_gap_items": 1}))
+    on_disk = json.loads((root / "reports/sft/metrics.json").read_text())
+    assert on_disk["steps"] == metrics["steps"] == 3 and on_disk["resumed_from_step"] == 0
+    n_reasoning = len(select_records(read_jsonl(root / "data/validated/train.jsonl"), "reasoning"))
+    assert on_disk["records"] == n_reasoning
+    for key in ("train_loss", "final_loss", "samples_per_second", "seconds", "loss_gap_shuffled_minus_correct"):
+        assert math.isfinite(on_disk[key]), key
+    assert on_disk["video"]["fps"] == VIDEO["fps"]
+    assert not (root / "checkpoints/sft").exists()  # resume checkpoints are dropped once weights are saved
+    model, _ = load_model_and_processor(root / "models/sft")
+    assert model.config.text_config.hidden_size == TINY_SIZES["hidden_size"]
+    runs = mlflow.search_runs(experiment_names=["videoreasoner"])
+    assert len(runs) == 1 and runs.iloc[0]["metrics.steps"] == 3
+    assert runs.iloc[0]["params.sft.max_steps"] == "3" and runs.iloc[0]["tags.stage"] == "sft"
+    history = mlflow.MlflowClient().get_metric_history(runs.iloc[0]["run_id"], "train/loss")
+    assert [m.step for m in history] == [1, 2, 3]
+
+
+def test_lora_run_saves_merged_weights(workspace):
+    from stages.model_io import load_model_and_processor
+
+    root = workspace
+    lora = {"enabled": True, "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    run(sft_run(root, {**trl_params(1), "lora": lora}, out="models/sft_lora", tracking=False))
+    assert not (root / "models/sft_lora/adapter_config.json").exists()
+    model, _ = load_model_and_processor(root / "models/sft_lora")
+    assert not any("lora" in name for name, _ in model.named_parameters())
+
+
+def test_default_params_sections_parse():
+    """The sft/model sections of params.yaml (or, until merged, the proposal) parse with TRL's parser."""
+    from pathlib import Path
+
+    import yaml
+    from trl import SFTConfig
+
+    from stages.sft import split_params
+    from stages.tiny_model import TinyConfig
+    from stages.train_common import lora_config
+
+    root = Path(__file__).resolve().parents[1]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    if "sft" not in params:
+        params = yaml.safe_load((root / ".proposed_params_training.yaml").read_text())
+    own, trl = split_params(params["sft"])
+    args = parse_trl_config(SFTConfig, trl, "checkpoints/sft")
+    assert args.bf16 is False and args.activation_checkpointing is False and args.assistant_only_loss
+    lora_config({**own["lora"], "enabled": True})
+    parse_trl_config(SFTConfig, params["model"]["alignment"], "checkpoints/bootstrap")
+    TinyConfig.from_params(params["model"]["tiny"])
+    VideoConfig.from_params(params["video"])
+
+
+def test_trainer_forward_receives_the_video_tensors(workspace, tmp_path):
+    """The loss forward must see the pixels and their timing (TRL's GRPO trainer silently drops them)."""
+    from stages.model_io import load_model_and_processor
+    from stages.sft import train
+
+    root = workspace
+    model, processor = load_model_and_processor(root / "models/base")
+    seen = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(set(kwargs)), with_kwargs=True)
+    records = select_records(read_jsonl(root / "data/validated/train.jsonl"), "reasoning")[:4]
+    _, summary = train(model, processor, records, root, trl_params(1), VideoConfig.from_params(VIDEO),
+                       tmp_path / "checkpoints", "test")
+    assert summary["steps"] == 1 and seen
+    assert all({"pixel_values_videos", "video_grid_thw", "second_per_grid_ts", "labels"} <= keys for keys in seen)
