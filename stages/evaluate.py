@@ -1,0 +1,220 @@
+"""`evaluate` stage: the ladder base → sft → rl → rl + TTS policy on the test split, with video-blind controls.
+
+Reads models/{base,sft,rl}, reports/tts/policy.json, data/validated/{test,train}.jsonl, params `eval`,
+`video`, `compute`. Writes to reports/eval/: predictions/<model>.jsonl (+ <model>.blank.jsonl,
+<model>.shuffled.jsonl, constant.jsonl; rows {"id", "prediction"}), items.jsonl (the evaluated test
+records), metrics.json (every number with its 95 % bootstrap interval and every setting used),
+summary.json (flat headline numbers: the DVC metrics file), ladder.csv (DVC plot) and report.html.
+Scores come from stages.score.score_predictions only, so `vr score --split reports/eval/items.jsonl
+--predictions reports/eval/predictions/rl.jsonl --out DIR` reproduces them (same seed, n_boot 1000).
+Run: `python -m stages.evaluate`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages import telemetry  # noqa: F401
+from stages.answer_format import PROMPT_VERSION
+from stages.atomic import atomic_path, read_jsonl, write_json, write_jsonl
+from stages.controls import best_constant_answers, constant_predictions, control_transform
+from stages.inference import Decoding, Engine, load_engine
+from stages.paths import split_file
+from stages.score import score_predictions
+from stages.sft_data import select_records
+from stages.tracking import stage_run
+from stages.train_common import MODELS_BASE, MODELS_SFT, model_digest
+from stages.tts import MODELS_RL, TTS_REPORTS, POLICY_FILE, metric_value, subset
+from stages.tts_strategies import apply_policy, greedy
+from stages.video_inputs import VideoConfig
+
+log = logging.getLogger(__name__)
+EVAL_REPORTS = Path("reports/eval")
+PREDICTIONS_DIR, ITEMS_FILE, METRICS_FILE = "predictions", "items.jsonl", "metrics.json"
+SUMMARY_FILE, LADDER_FILE, REPORT_FILE = "summary.json", "ladder.csv", "report.html"
+MODEL_DIRS = {"base": MODELS_BASE, "sft": MODELS_SFT, "rl": MODELS_RL, "rl_tts": MODELS_RL}
+LABELS = {"base": "base", "sft": "sft", "rl": "rl", "rl_tts": "rl + policy"}
+# Flat names -> paths into stages.metrics.aggregate's output. Each model entry of metrics.json carries
+# them at its top level too, where mlflow/registry.yaml's gates (eval_models: rl_tts, rl) read them.
+HEADLINE = {
+    "overall": "overall.score", "accuracy": "summary.accuracy", "m_tIoU": "summary.m_tIoU",
+    "m_vIoU": "summary.m_vIoU", "AM": "summary.AM", "LGM": "summary.LGM",
+    "mc_accuracy": "per_type.multiple_choice.score", "numerical_accuracy": "per_type.numerical.score",
+    "regression_score": "per_type.regression.score", "free_form_score": "per_type.free_form.score",
+    "temporal_miou": "per_type.temporal_grounding.mIoU", "temporal_R1@0.5": "per_type.temporal_grounding.R1@0.5",
+    "spatial_miou": "per_type.spatial_grounding.mIoU", "stvg_m_vIoU": "per_type.spatio_temporal_grounding.m_vIoU",
+}
+LADDER_METRICS = ("AM", "accuracy", "m_tIoU", "m_vIoU", "mc_accuracy", "temporal_miou", "spatial_miou")
+DEFAULTS: dict[str, Any] = {
+    "models": ["base", "sft", "rl", "rl_tts"], "max_items_per_type": 12, "controls": ["blank", "shuffled"],
+    "constant": {"max_candidates": 24, "max_records": 300}, "decoding": {"max_new_tokens": 192},
+    "batch_size": 32, "torch_threads": 1, "seed": 0, "n_boot": 1000, "backend": "hf",
+}
+
+
+def settings(params: dict[str, Any] | None) -> dict[str, Any]:
+    params = dict(params or {})
+    if unknown := sorted(set(params) - set(DEFAULTS)):
+        raise ValueError(f"params eval: unknown key '{unknown[0]}' (known: {sorted(DEFAULTS)})")
+    out = {**DEFAULTS, **params}
+    if bad := [m for m in out["models"] if m not in MODEL_DIRS]:
+        raise ValueError(f"params eval.models: unknown {bad[0]!r} (known: {list(MODEL_DIRS)})")
+    return out
+
+
+def flat(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """The HEADLINE numbers of one aggregate."""
+    return {name: metric_value(metrics, path)[0] for name, path in HEADLINE.items()}
+
+
+def video_use(model: dict[str, float | None], control: dict[str, float | None]) -> dict[str, float | None]:
+    """Model minus control per headline metric (None where either is undefined)."""
+    return {k: None if model.get(k) is None or control.get(k) is None else model[k] - control[k] for k in model}
+
+
+@dataclass
+class EvalRun:
+    """Everything the stage reads. model_dirs / engines let tests swap checkpoints or pass engines."""
+
+    eval: dict[str, Any] = field(default_factory=dict)
+    video: dict[str, Any] = field(default_factory=dict)
+    compute: dict[str, Any] = field(default_factory=dict)
+    test_file: Path = split_file("test")
+    train_file: Path = split_file("train")
+    policy_file: Path = TTS_REPORTS / POLICY_FILE
+    curve_file: Path | None = TTS_REPORTS / "curve.csv"
+    video_root: Path = Path(".")
+    out_dir: Path = EVAL_REPORTS
+    model_dirs: dict[str, Path] = field(default_factory=lambda: dict(MODEL_DIRS))
+    engines: dict[str, Engine] = field(default_factory=dict)
+    tracking: bool = True
+
+
+def _score(records, predictions, path: Path, ev: dict[str, Any]) -> dict[str, Any]:
+    write_jsonl(path, predictions)
+    metrics, _ = score_predictions(records, predictions, ev["seed"], n_boot=ev["n_boot"], where=str(path))
+    return metrics
+
+
+def evaluate_model(name: str, engine: Engine, answer, records: list[dict], ev: dict[str, Any],
+                   pred_dir: Path) -> dict[str, Any]:
+    """Predictions, metrics and cost of one model with the correct video and under each control."""
+    out: dict[str, Any] = {"controls": {}}
+    for condition in ["video", *ev["controls"]]:
+        eng = engine if condition == "video" else \
+            engine.with_frames(engine.frames.with_transform(control_transform(condition, ev["seed"])))
+        t0 = time.perf_counter()
+        answers = answer(eng, records)
+        seconds = time.perf_counter() - t0
+        predictions = [{"id": str(r["id"]), "prediction": a.text} for r, a in zip(records, answers)]
+        file = pred_dir / (f"{name}.jsonl" if condition == "video" else f"{name}.{condition}.jsonl")
+        block = {"metrics": _score(records, predictions, file, ev), "predictions": str(file),
+                 "cost": {"tokens_per_item": sum(a.tokens for a in answers) / len(records),
+                          "seconds_per_item": seconds / len(records),
+                          "generations_per_item": sum(a.generations for a in answers) / len(records)}}
+        if condition == "video":
+            out.update(block)
+        else:
+            out["controls"][condition] = block
+        log.info("%s [%s]: AM %s, overall %.4f", name, condition, flat(block["metrics"])["AM"],
+                 flat(block["metrics"])["overall"] or 0.0)
+    return out
+
+
+def run(cfg: EvalRun) -> dict[str, Any]:
+    """Evaluate every model in params eval.models; write the outputs; return metrics.json's content."""
+    ev = settings(cfg.eval)
+    video = VideoConfig.from_params(cfg.video)
+    decoding = Decoding.from_params({**ev["decoding"], "do_sample": False})
+    records = subset(read_jsonl(cfg.test_file), ev["max_items_per_type"])
+    policy = json.loads(Path(cfg.policy_file).read_text(encoding="utf-8")) if "rl_tts" in ev["models"] else None
+    out_dir, pred_dir = Path(cfg.out_dir), Path(cfg.out_dir) / PREDICTIONS_DIR
+    write_jsonl(out_dir / ITEMS_FILE, records)
+    constants = best_constant_answers(select_records(read_jsonl(cfg.train_file), "reasoning"),
+                                      seed=ev["seed"], **ev["constant"])
+    constant = _score(records, constant_predictions(records, constants), pred_dir / "constant.jsonl", ev)
+    results: dict[str, Any] = {}
+    versions: dict[str, dict[str, str]] = {}
+    with stage_run("evaluate", {"eval": ev, "video": cfg.video}, cfg.tracking) as mlrun:
+        loaded: dict[str, Engine] = {}
+        for name in ev["models"]:
+            path = Path(cfg.model_dirs[name])
+            version = model_digest(path) if path.is_dir() else str(path)
+            versions[name] = {"path": str(path), "version": version}
+            engine = cfg.engines.get(name) or loaded.get(str(path)) or load_engine(
+                path, video, cfg.video_root, backend=ev["backend"], dtype=cfg.compute.get("dtype", "float32"),
+                batch_size=ev["batch_size"], model_version=version, torch_threads=ev["torch_threads"])
+            loaded[str(path)] = engine
+            if name == "rl_tts":
+                answer = lambda eng, recs: apply_policy(eng, recs, policy)  # noqa: E731
+            else:
+                answer = lambda eng, recs: greedy(eng, recs, decoding=decoding)  # noqa: E731
+            result = evaluate_model(name, engine, answer, records, ev, pred_dir)
+            model_flat = flat(result["metrics"])
+            result["video_use"] = {c: video_use(model_flat, flat(b["metrics"])) for c, b in result["controls"].items()}
+            result["video_use"]["constant"] = video_use(model_flat, flat(constant))
+            result.update(model_flat)  # flat headline names at the top level: the registry gates read them
+            result.update(label=LABELS[name], checkpoint=str(path), model_version=version,
+                          answering=policy if name == "rl_tts" else {"strategy": "greedy", "frames": None,
+                                                                       "decoding": decoding.to_dict()})
+            results[name] = result
+            mlrun.log_metrics({f"{name}/{k}": v for k, v in model_flat.items() if v is not None})
+        metrics = {
+            "models": results,
+            "constant": {"metrics": constant, "answers": constants, "predictions": str(pred_dir / "constant.jsonl")},
+            "headline": flat(results[ev["models"][-1]]["metrics"]) if results else {},
+            "headline_model": ev["models"][-1] if results else None,
+            "settings": {"video": video.__dict__, "frames": {k: video.__dict__[k] for k in
+                                                             ("fps", "min_frames", "max_frames", "sampler")},
+                         "pixels": {"max_pixels": video.max_pixels, "min_pixels": video.min_pixels},
+                         "prompt_version": PROMPT_VERSION, "decoding": decoding.to_dict(), "tts_policy": policy,
+                         "models": versions,
+                         "items": {"n": len(records), "max_items_per_type": ev["max_items_per_type"],
+                                   "test_file": str(cfg.test_file)},
+                         "seed": ev["seed"], "n_boot": ev["n_boot"], "backend": ev["backend"],
+                         "dtype": cfg.compute.get("dtype", "float32"), "strict_answers": True,
+                         "rescore": f"vr score --split {out_dir / ITEMS_FILE} --predictions "
+                                    f"{pred_dir}/<model>.jsonl --out <dir> --seed {ev['seed']}"},
+        }
+        write_outputs(out_dir, metrics, cfg.curve_file)
+        mlrun.log_artifact(out_dir / METRICS_FILE)
+        mlrun.log_artifact(out_dir / REPORT_FILE)
+    return metrics
+
+
+def write_outputs(out_dir: Path, metrics: dict[str, Any], curve_file: Path | None) -> None:
+    """metrics.json, summary.json (flat, DVC metrics), ladder.csv (DVC plot) and report.html."""
+    from stages.report import read_curve, write_report
+
+    write_json(out_dir / METRICS_FILE, metrics)
+    summary: dict[str, Any] = {"headline": metrics["headline"], "constant": flat(metrics["constant"]["metrics"])}
+    for name, result in metrics["models"].items():
+        summary[name] = flat(result["metrics"])
+        for control, block in result["controls"].items():
+            summary[f"{name}_{control}"] = flat(block["metrics"])
+    write_json(out_dir / SUMMARY_FILE, summary)
+    with atomic_path(out_dir / LADDER_FILE) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["model", *LADDER_METRICS])
+        writer.writeheader()
+        for name in [*metrics["models"], "constant"]:
+            values = summary[name]
+            writer.writerow({"model": LABELS.get(name, name),
+                             **{k: "" if values.get(k) is None else round(values[k], 6) for k in LADDER_METRICS}})
+    curve = read_curve(curve_file) if curve_file and Path(curve_file).is_file() else None
+    write_report(out_dir / REPORT_FILE, metrics, curve)
+
+
+def main() -> None:
+    from stages.params import section
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run(EvalRun(eval=section("eval"), video=section("video"), compute=section("compute")))
+
+
+if __name__ == "__main__":
+    main()

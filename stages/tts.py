@@ -1,0 +1,260 @@
+"""`tts` stage (calibration): sweep strategy × samples × frame budget on the val split, choose a policy.
+
+Reads models/rl, data/validated/val.jsonl (reasoning records, `tts.max_items_per_type` per type),
+params `tts`, `video`, `compute`; writes reports/tts/curve.csv (one row per point: metric with its 95 %
+interval, generated tokens and wall seconds per item) and reports/tts/policy.json (the point chosen by
+`tts.rule`, default: the cheapest point within epsilon of the best metric). Run: `python -m stages.tts`.
+
+Cost of the sweep: samples are drawn once per frame level (n = max of `tts.n`) and every point replays
+the first n of them, so self-consistency, confidence vote, best-of-n and sparse-to-dense share draws.
+A point's seconds are its share of the measured generation time (n / n_max of the level's sampling
+seconds per item, summed over the levels an item visits) plus its own measured vote/scoring time.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages import telemetry  # noqa: F401
+from stages.answer_format import PROMPT_VERSION
+from stages.atomic import atomic_path, read_jsonl, write_json
+from stages.inference import Decoding, Engine, load_engine
+from stages.paths import split_file
+from stages.score import score_predictions
+from stages.sft_data import select_records
+from stages.tracking import stage_run
+from stages.train_common import model_digest
+from stages.tts_strategies import STRATEGIES, Answer, resolve_scorer, select_best, select_vote, sparse_to_dense
+from stages.video_inputs import VideoConfig
+
+log = logging.getLogger(__name__)
+MODELS_RL = Path("models/rl")          # TODO(lead): stages/paths.py (also defined in stages/rl.py)
+TTS_REPORTS = Path("reports/tts")
+CURVE_FILE, POLICY_FILE = "curve.csv", "policy.json"
+CURVE_COLUMNS = ("point", "strategy", "n", "frames", "metric", "metric_low", "metric_high",
+                 "tokens_per_item", "seconds_per_item", "generations_per_item", "items", "chosen")
+
+DEFAULTS: dict[str, Any] = {
+    "max_items_per_type": 4, "strategies": list(STRATEGIES), "n": [4], "frames": [4, 8], "start_frames": 2,
+    "agreement": 1.0, "iou_threshold": 0.5, "scorer": "likelihood",
+    "decoding": {"max_new_tokens": 192, "temperature": 0.8, "top_p": 0.95, "top_k": 0, "seed": 0},
+    "metric": "summary.AM", "rule": {"name": "cheapest_within", "epsilon": 0.01, "cost": "tokens_per_item"},
+    "batch_size": 32, "torch_threads": 1, "seed": 0, "n_boot": 200, "backend": "hf",
+}
+
+
+def settings(params: dict[str, Any] | None) -> dict[str, Any]:
+    """params `tts` over DEFAULTS; unknown keys are an error naming the key."""
+    params = dict(params or {})
+    if unknown := sorted(set(params) - set(DEFAULTS)):
+        raise ValueError(f"params tts: unknown key '{unknown[0]}' (known: {sorted(DEFAULTS)})")
+    out = {**DEFAULTS, **params}
+    for nested in ("decoding", "rule"):
+        out[nested] = {**DEFAULTS[nested], **(params.get(nested) or {})}
+    if bad := [s for s in out["strategies"] if s not in STRATEGIES]:
+        raise ValueError(f"params tts.strategies: unknown {bad[0]!r} (known: {STRATEGIES})")
+    return out
+
+
+def subset(records: list[dict], per_type: int | None) -> list[dict]:
+    """The first `per_type` reasoning records of each problem type, in file order (None: all)."""
+    seen: dict[str, int] = {}
+    out = []
+    for record in select_records(records, "reasoning"):
+        ptype = record["problem_type"]
+        if per_type is None or seen.get(ptype, 0) < per_type:
+            seen[ptype] = seen.get(ptype, 0) + 1
+            out.append(record)
+    return out
+
+
+def metric_value(metrics: dict[str, Any], path: str) -> tuple[float | None, list[float] | None]:
+    """(value, ci95) at a dotted path of stages.metrics.aggregate's output, e.g. 'summary.AM',
+    'overall.score', 'per_type.temporal_grounding.mIoU'."""
+    node: Any = metrics
+    for part in path.split(".", 2) if path.startswith("per_type.") else path.split(".", 1):
+        node = (node or {}).get(part)
+    node = node or {}
+    return node.get("value"), node.get("ci95")
+
+
+def choose_point(rows: list[dict[str, Any]], rule: dict[str, Any]) -> dict[str, Any]:
+    """The operating point. Rule `cheapest_within`: among points whose metric is >= best − epsilon,
+    the lowest `cost` column (ties: higher metric, then fewer generations, then sweep order).
+    Rule `best`: the highest metric (ties: lower cost)."""
+    cost = rule.get("cost", "tokens_per_item")
+    scored = [r for r in rows if r["metric"] is not None]
+    if not scored:
+        raise ValueError("tts: no sweep point has a metric value")
+    best = max(r["metric"] for r in scored)
+    name = rule.get("name", "cheapest_within")
+    if name == "best":
+        eligible = [r for r in scored if r["metric"] >= best - 1e-12]
+    elif name == "cheapest_within":
+        eligible = [r for r in scored if r["metric"] >= best - float(rule.get("epsilon", 0.0)) - 1e-12]
+    else:
+        raise ValueError(f"params tts.rule.name: unknown {name!r} (known: cheapest_within, best)")
+    order = {id(r): i for i, r in enumerate(rows)}
+    return min(eligible, key=lambda r: (r[cost], -r["metric"], r["generations_per_item"], order[id(r)]))
+
+
+@dataclass
+class TTSRun:
+    """Everything the stage reads; `engine` lets tests pass a ready engine (else models/rl is loaded)."""
+
+    tts: dict[str, Any] = field(default_factory=dict)
+    video: dict[str, Any] = field(default_factory=dict)
+    compute: dict[str, Any] = field(default_factory=dict)
+    model_dir: Path = MODELS_RL
+    val_file: Path = split_file("val")
+    video_root: Path = Path(".")
+    out_dir: Path = TTS_REPORTS
+    tracking: bool = True
+    engine: Engine | None = None
+
+
+def _levels(cfg: dict[str, Any]) -> list[int]:
+    levels = set(cfg["frames"])
+    if "sparse_to_dense" in cfg["strategies"]:
+        level = int(cfg["start_frames"])
+        while level <= max(cfg["frames"]):
+            levels.add(level)
+            level *= 2
+    return sorted(levels)
+
+
+def sweep(engine: Engine, records: list[dict], cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """All points of the sweep as curve rows (chosen = 0)."""
+    sampling = Decoding.from_params({**cfg["decoding"], "do_sample": True})
+    greedy_dec = Decoding.from_params({**cfg["decoding"], "do_sample": False})
+    n_max, sampled = max(cfg["n"]), [s for s in cfg["strategies"] if s != "greedy"]
+    greedy_pool, pool, secs = {}, {}, {}
+    for level in _levels(cfg):
+        if "greedy" in cfg["strategies"] and level in cfg["frames"]:
+            t0 = time.perf_counter()
+            greedy_pool[level] = engine.generate(records, decoding=greedy_dec, frames=level, desc=f"greedy @{level}f")
+            secs[("greedy", level)] = (time.perf_counter() - t0) / len(records)
+        if sampled:
+            t0 = time.perf_counter()
+            pool[level] = engine.generate(records, n=n_max, decoding=sampling, frames=level,
+                                          desc=f"sample x{n_max} @{level}f")
+            secs[("sample", level)] = (time.perf_counter() - t0) / len(records) / n_max
+    rows = []
+    for frames in cfg["frames"]:
+        if "greedy" in cfg["strategies"]:
+            answers = [Answer(g[0].text, None, g[0].n_tokens, 1, frames) for g in greedy_pool[frames]]
+            rows.append(_row(records, answers, "greedy", 1, frames, secs[("greedy", frames)], cfg))
+        for n in sorted(cfg["n"]):
+            first = {lv: [g[:n] for g in gens] for lv, gens in pool.items()}
+            for strategy in sampled:
+                t0 = time.perf_counter()
+                answers = _replay(engine, records, strategy, n, frames, first, cfg)
+                own = (time.perf_counter() - t0) / len(records)
+                gen_secs = sum(n * secs[("sample", lv)] for a in answers
+                               for lv in _visited(a, cfg, frames)) / len(records)
+                rows.append(_row(records, answers, strategy, n, frames, gen_secs + own, cfg))
+    return rows
+
+
+def _visited(answer: Answer, cfg: dict[str, Any], frames: int) -> list[int]:
+    """Frame levels an item's answer used (sparse_to_dense: start, 2×start, … up to its last level)."""
+    if "levels" not in answer.extra:
+        return [frames]
+    start = min(int(cfg["start_frames"]), frames)
+    return [start * 2 ** k for k in range(answer.extra["levels"])]
+
+
+def _replay(engine, records, strategy, n, frames, first, cfg) -> list[Answer]:
+    """A sampled strategy on the pooled samples (no new generation)."""
+    thr = float(cfg["iou_threshold"])
+    if strategy in ("self_consistency", "confidence_vote"):
+        return [select_vote(engine, r, g, frames, thr, strategy == "confidence_vote")
+                for r, g in zip(records, first[frames])]
+    if strategy == "best_of_n":
+        return select_best(engine, records, first[frames], frames, resolve_scorer(cfg["scorer"]))
+    index = {id(r): i for i, r in enumerate(records)}
+    return sparse_to_dense(engine, records, n=n, start_frames=int(cfg["start_frames"]), max_frames=frames,
+                           iou_threshold=thr, agreement=float(cfg["agreement"]),
+                           sampler=lambda recs, lv: [first[lv][index[id(r)]] for r in recs])
+
+
+def _row(records, answers, strategy, n, frames, seconds, cfg) -> dict[str, Any]:
+    predictions = [{"id": str(r["id"]), "prediction": a.text} for r, a in zip(records, answers)]
+    metrics, _ = score_predictions(records, predictions, cfg["seed"], n_boot=cfg["n_boot"], where="tts sweep")
+    value, ci = metric_value(metrics, cfg["metric"])
+    if value is None:
+        log.warning("metric %s undefined on this subset; using overall.score", cfg["metric"])
+        value, ci = metric_value(metrics, "overall.score")
+    k = len(records)
+    return {"point": f"{strategy} n={n} frames={frames}", "strategy": strategy, "n": n, "frames": frames,
+            "metric": value, "metric_low": ci[0] if ci else None, "metric_high": ci[1] if ci else None,
+            "tokens_per_item": sum(a.tokens for a in answers) / k, "seconds_per_item": seconds,
+            "generations_per_item": sum(a.generations for a in answers) / k, "items": k, "chosen": 0}
+
+
+def policy_from(row: dict[str, Any], cfg: dict[str, Any], video: VideoConfig, model_version: str) -> dict:
+    """policy.json: what tts_strategies.apply_policy reads, plus how and on what it was chosen."""
+    greedy = row["strategy"] == "greedy"
+    return {"strategy": row["strategy"], "n": row["n"], "frames": row["frames"],
+            "decoding": {**cfg["decoding"], "do_sample": not greedy},
+            "iou_threshold": cfg["iou_threshold"], "scorer": cfg["scorer"], "start_frames": cfg["start_frames"],
+            "agreement": cfg["agreement"], "metric": cfg["metric"], "value": row["metric"],
+            "ci95": [row["metric_low"], row["metric_high"]], "tokens_per_item": row["tokens_per_item"],
+            "seconds_per_item": row["seconds_per_item"], "rule": cfg["rule"], "val_items": row["items"],
+            "video": video.__dict__, "prompt_version": PROMPT_VERSION, "model_version": model_version}
+
+
+def write_curve(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CURVE_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row[k] for k in CURVE_COLUMNS})
+
+
+def run(cfg: TTSRun) -> dict[str, Any]:
+    """Sweep, choose, write curve.csv and policy.json; return the policy."""
+    tts = settings(cfg.tts)
+    video = VideoConfig.from_params(cfg.video)
+    records = subset(read_jsonl(cfg.val_file), tts["max_items_per_type"])
+    if not records:
+        raise ValueError(f"{cfg.val_file}: no reasoning records to calibrate on")
+    version = model_digest(cfg.model_dir) if Path(cfg.model_dir).is_dir() else str(cfg.model_dir)
+    with stage_run("tts", {"tts": tts, "video": cfg.video}, cfg.tracking) as mlrun:
+        engine = cfg.engine or load_engine(cfg.model_dir, video, cfg.video_root, backend=tts["backend"],
+                                           dtype=cfg.compute.get("dtype", "float32"),
+                                           batch_size=tts["batch_size"], model_version=version,
+                                           torch_threads=tts["torch_threads"])
+        log.info("tts: %d val items, strategies %s, n %s, frames %s", len(records), tts["strategies"],
+                 tts["n"], tts["frames"])
+        rows = sweep(engine, records, tts)
+        chosen = choose_point(rows, tts["rule"])
+        chosen["chosen"] = 1
+        policy = policy_from(chosen, tts, video, version)
+        write_curve(cfg.out_dir / CURVE_FILE, rows)
+        write_json(cfg.out_dir / POLICY_FILE, policy)
+        for step, row in enumerate(rows):
+            mlrun.log_metrics({"tts/metric": row["metric"] or 0.0, "tts/tokens_per_item": row["tokens_per_item"]},
+                              step=step)
+        mlrun.log_metrics({"policy_metric": policy["value"] or 0.0,
+                           "policy_tokens_per_item": policy["tokens_per_item"]})
+        mlrun.log_artifact(cfg.out_dir / CURVE_FILE)
+        mlrun.log_artifact(cfg.out_dir / POLICY_FILE)
+    log.info("tts: chose %s (%s %.4f, %.1f tokens/item)", chosen["point"], tts["metric"], chosen["metric"],
+             chosen["tokens_per_item"])
+    return policy
+
+
+def main() -> None:
+    from stages.params import section
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run(TTSRun(tts=section("tts"), video=section("video"), compute=section("compute")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""evaluate stage: predictions files the scorer re-scores to the same numbers, controls, settings, report."""
+import json
+
+import pytest
+
+from stages.answer_format import format_target
+from stages.atomic import read_jsonl, write_jsonl
+from stages.controls import best_constant_answers
+from stages.evaluate import EvalRun, run
+from stages.inference import Generation
+from stages.score import score_predictions
+from tests.test_tts import records
+from tests.test_tts_strategies import FakeEngine
+
+MODELS = ["base", "sft", "rl", "rl_tts"]
+
+
+def sees_video(record, frames, k, sampled, transform):
+    """Right with the real frames, a wrong constant under a control transform."""
+    if transform is None:
+        return Generation(format_target(record), (-0.5,) * 8)
+    wrong = "<answer>B</answer>" if record["problem_type"] == "multiple_choice" else "<answer>7.0 to 8.0</answer>"
+    return Generation("<think>?</think>" + wrong, (-1.0,) * 4)
+
+
+@pytest.fixture()
+def evaluated(tmp_path):
+    rows = [dict(r, split="test") for r in records()]
+    write_jsonl(tmp_path / "test.jsonl", rows)
+    write_jsonl(tmp_path / "train.jsonl", [dict(r, split="train") for r in records()])
+    (tmp_path / "policy.json").write_text(json.dumps({"strategy": "self_consistency", "n": 3, "frames": 4,
+                                                      "decoding": {"do_sample": True, "max_new_tokens": 8}}))
+    engines = {name: FakeEngine(sees_video) for name in MODELS}
+    metrics = run(EvalRun(eval={"max_items_per_type": 2, "n_boot": 200}, test_file=tmp_path / "test.jsonl",
+                          train_file=tmp_path / "train.jsonl", policy_file=tmp_path / "policy.json",
+                          curve_file=None, out_dir=tmp_path / "eval", engines=engines, tracking=False,
+                          model_dirs={name: tmp_path / name for name in MODELS}))
+    return tmp_path, metrics, engines
+
+
+def test_predictions_rescore_to_the_same_numbers(evaluated):
+    root, metrics, _ = evaluated
+    items = read_jsonl(root / "eval/items.jsonl")
+    assert len(items) == 4  # two per problem type
+    for name in MODELS:
+        for suffix, block in [("", metrics["models"][name]), *[(f".{c}", b) for c, b in
+                                                               metrics["models"][name]["controls"].items()]]:
+            predictions = read_jsonl(root / f"eval/predictions/{name}{suffix}.jsonl")
+            assert all(set(p) == {"id", "prediction"} for p in predictions)
+            again, _ = score_predictions(items, predictions, 0, n_boot=200)
+            assert again == block["metrics"], (name, suffix)
+    on_disk = json.loads((root / "eval/metrics.json").read_text())
+    assert on_disk["models"]["rl"]["metrics"] == json.loads(json.dumps(metrics["models"]["rl"]["metrics"]))
+
+
+def test_controls_and_gap_to_them(evaluated):
+    root, metrics, engines = evaluated
+    rl = metrics["models"]["rl_tts"]
+    assert rl["metrics"]["overall"]["score"]["value"] == 1.0
+    assert rl["controls"]["blank"]["metrics"]["overall"]["score"]["value"] < 1.0
+    assert rl["video_use"]["blank"]["overall"] > 0 and rl["video_use"]["shuffled"]["overall"] > 0
+    assert set(rl["video_use"]) == {"blank", "shuffled", "constant"}
+    assert rl["cost"]["generations_per_item"] == 3  # the policy's samples
+    assert engines["rl_tts"].calls[0]["n"] == 3 and engines["rl"].calls[0]["n"] == 1
+    assert rl["mc_accuracy"] == 1.0 and "temporal_miou" in rl  # flat names the registry gates read
+    summary = json.loads((root / "eval/summary.json").read_text())
+    assert summary["headline"]["AM"] is None or summary["headline"]["overall"] == 1.0
+    assert set(summary) >= {"headline", "constant", "base", "rl_tts_blank", "sft_shuffled"}
+    ladder = (root / "eval/ladder.csv").read_text().splitlines()
+    assert ladder[0].startswith("model,AM") and ladder[4].startswith("rl + policy") and ladder[5].startswith("constant")
+
+
+def test_settings_recorded(evaluated):
+    root, metrics, _ = evaluated
+    settings = metrics["settings"]
+    for key in ("frames", "pixels", "prompt_version", "decoding", "tts_policy", "models", "items", "seed", "n_boot"):
+        assert key in settings, key
+    assert settings["tts_policy"]["strategy"] == "self_consistency"
+    assert set(settings["models"]) == set(MODELS)
+    html = (root / "eval/report.html").read_text()
+    assert "rl + policy" in html and "http://" not in html and "https://" not in html
+
+
+def test_best_constant_answer_maximises_the_train_score():
+    train = [dict(r, split="train") for r in records()]
+    constants = best_constant_answers(train)
+    # multiple choice answers are A, B, A: the constant is A; spans [1,5], [2,5], [3,5]: a span ending at 5
+    assert constants["multiple_choice"]["answer"] == "A"
+    assert constants["multiple_choice"]["train_score"] == pytest.approx(2 / 3)
+    assert constants["temporal_grounding"]["completion"].endswith("to 5.0</answer>")
+
+
+@pytest.mark.slow
+def test_evaluate_end_to_end_on_a_tiny_model(tmp_path):
+    from stages.score import main as score_main
+    from tests.helpers_world import VIDEO
+    from tests.test_inference import build_tiny_workspace
+
+    root = build_tiny_workspace(tmp_path)
+    (root / "policy.json").write_text(json.dumps({"strategy": "confidence_vote", "n": 2, "frames": 2,
+                                                  "decoding": {"do_sample": True, "max_new_tokens": 6}}))
+    base = root / "models/base"
+    metrics = run(EvalRun(eval={"max_items_per_type": 1, "decoding": {"max_new_tokens": 6}}, video=VIDEO,
+                          test_file=root / "data/validated/test.jsonl", train_file=root / "data/validated/train.jsonl",
+                          policy_file=root / "policy.json", curve_file=None, video_root=root, out_dir=root / "eval",
+                          model_dirs={name: base for name in MODELS}, tracking=False))
+    assert metrics["models"]["rl_tts"]["cost"]["generations_per_item"] == 2
+    assert metrics["settings"]["models"]["base"]["version"] == metrics["models"]["sft"]["model_version"]
+    assert score_main(["--split", str(root / "eval/items.jsonl"), "--predictions",
+                       str(root / "eval/predictions/sft.jsonl"), "--out", str(root / "rescored")]) == 0
+    rescored = json.loads((root / "rescored/metrics.json").read_text())
+    assert {k: v for k, v in rescored.items() if k != "coverage"} == \
+        {k: v for k, v in json.loads((root / "eval/metrics.json").read_text())["models"]["sft"]["metrics"].items()
+         if k != "coverage"}
