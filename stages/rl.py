@@ -1,0 +1,235 @@
+"""`rl` stage: GRPO on video from models/sft on the train split's reasoning records (TRL GRPOTrainer,
+video carried into every forward by stages/grpo_video, rewards from stages/rewards only).
+
+Reads models/sft, data/validated/train.jsonl, params `rl`, `rewards`, `video`, `compute`; writes
+models/rl (weights + processor), reports/rl/metrics.json and reports/rl/curves.csv (one row per logged
+step: reward, its components, KL, completion length); resumable checkpoints in checkpoints/rl/.
+Run: `dvc repro rl`, `python -m stages.launch rl` or `python -m stages.rl`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages import telemetry  # noqa: F401  (telemetry opt-outs before any tool is imported)
+from stages.atomic import atomic_dir, atomic_path, read_jsonl, write_json
+from stages.launch import ComputeConfig
+from stages.model_io import load_model_and_processor, save_model_and_processor
+from stages.rewards import DEFAULT_REWARDS, build_rewards
+from stages.sft_data import select_records
+from stages.temporal_contrast import (
+    TemporalContrastConfig, TemporalContrastGRPOTrainer, temporal_contrast_reward,
+)
+from stages.tracking import stage_run, trainer_callback
+from stages.train_common import (
+    CHECKPOINTS, MODELS_SFT, checkpoint_step, file_digest, finish_checkpoints, fingerprint, lora_config, model_digest,
+    parse_trl_config, prepare_checkpoints,
+)
+from stages.video_inputs import VideoConfig, build_messages
+
+log = logging.getLogger(__name__)
+MODELS_RL = Path("models/rl")            # TODO(lead): move to stages/paths.py with the other outputs
+RL_REPORTS = Path("reports/rl")
+
+# Named algorithm presets: sets of TRL GRPOConfig options. Explicit keys in params `rl` win.
+VARIANTS: dict[str, dict[str, Any]] = {
+    # DeepSeekMath GRPO: per-sequence mean, group-std scaling, KL to the reference.
+    "grpo": {"loss_type": "grpo", "scale_rewards": "group", "beta": 0.04, "epsilon": 0.2,
+             "importance_sampling_level": "token", "mask_truncated_completions": False},
+    # Dr. GRPO: no length or std normalisation, no KL.
+    "dr_grpo": {"loss_type": "dr_grpo", "scale_rewards": "none", "beta": 0.0, "epsilon": 0.2,
+                "importance_sampling_level": "token", "mask_truncated_completions": False},
+    # DAPO: token-level loss, clip-higher, truncated completions masked, no KL (dynamic sampling:
+    # skip_zero_variance_groups below drops zero-signal groups instead of over-sampling).
+    "dapo": {"loss_type": "dapo", "scale_rewards": "group", "beta": 0.0, "epsilon": 0.2, "epsilon_high": 0.28,
+             "importance_sampling_level": "token", "mask_truncated_completions": True},
+    # GSPO: sequence-level importance ratio with its narrow clip range, per-sequence loss.
+    "gspo": {"loss_type": "grpo", "scale_rewards": "group", "beta": 0.0, "epsilon": 3e-4, "epsilon_high": 4e-4,
+             "importance_sampling_level": "sequence", "mask_truncated_completions": False},
+}
+# Keys of the `rl` section that are ours; every other key is a GRPOConfig field.
+OWN_KEYS = ("variant", "temporal_contrast", "skip_zero_variance_groups", "lora", "max_records")
+REQUIRED_TRL_KEYS = ("bf16", "fp16", "activation_checkpointing|gradient_checkpointing", "loss_type", "beta",
+                     "scale_rewards")
+RECORD_COLUMNS = ("id", "video", "problem_type", "options", "duration", "fps")
+
+
+def resolve_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(our keys, GRPOConfig keys): the variant's preset overlaid by the explicit keys of params `rl`."""
+    own = {k: params[k] for k in OWN_KEYS if k in params}
+    variant = own.get("variant", "grpo")
+    if variant not in VARIANTS:
+        raise ValueError(f"params rl.variant: unknown {variant!r} (known: {sorted(VARIANTS)})")
+    explicit = {k: v for k, v in params.items() if k not in OWN_KEYS}
+    if own.get("skip_zero_variance_groups") is None:  # null: the variant decides (DAPO's dynamic sampling)
+        own["skip_zero_variance_groups"] = variant == "dapo"
+    return own, {**VARIANTS[variant], **explicit}
+
+
+def to_dataset(records: list[dict]):
+    """A datasets.Dataset of GRPO prompts (video block as placeholder) plus the columns rewards read.
+
+    `answer` changes type with the problem type, so it travels as JSON text (`answer_json`), which the
+    rewards decode; `video` stays relative to the run's video root.
+    """
+    from datasets import Dataset
+
+    if not records:
+        raise ValueError("rl: no reasoning records in the train split")
+    rows = [{**{k: r.get(k) for k in RECORD_COLUMNS}, "answer_json": json.dumps(r["answer"]),
+             "prompt": build_messages(r, video=None, with_target=False)} for r in records]
+    for row in rows:
+        row["fps"] = None if row["fps"] is None else float(row["fps"])
+        row["duration"] = float(row["duration"])
+    return Dataset.from_list(rows)
+
+
+CURVE_KEYS = {"reward": "reward", "reward_std": "reward_std", "kl": "kl", "entropy": "entropy",
+              "loss": "loss", "completions/mean_length": "completion_length",
+              "frac_reward_zero_std": "frac_reward_zero_std", "frac_groups_skipped": "frac_groups_skipped",
+              "temporal_contrast/shuffled_accuracy": "shuffled_accuracy"}
+
+
+def curves(log_history: list[dict[str, Any]], reward_names: list[str]) -> list[dict[str, Any]]:
+    """One row per logged step with a reward: step, reward, each reward component (mean), KL, ..."""
+    keys = {**CURVE_KEYS, **{f"rewards/{n}/mean": f"reward_{n}" for n in reward_names}}
+    rows = []
+    for entry in log_history:
+        if "reward" not in entry:
+            continue
+        rows.append({"step": entry["step"], **{name: entry.get(key) for key, name in keys.items()}})
+    return rows
+
+
+def write_curves(path: Path, rows: list[dict[str, Any]]) -> None:
+    """CSV for `dvc plots` (x: step); empty cells where a component did not apply."""
+    import csv
+
+    columns = ["step"] + sorted({k for row in rows for k in row if k != "step"})
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
+
+
+@dataclass
+class RLRun:
+    """Everything the stage needs; paths relative to the working directory (the workspace root)."""
+
+    rl: dict[str, Any]
+    rewards: list[dict[str, Any]] = field(default_factory=lambda: list(DEFAULT_REWARDS))
+    video: dict[str, Any] = field(default_factory=dict)
+    compute: dict[str, Any] = field(default_factory=dict)
+    model_dir: Path = MODELS_SFT
+    train_file: Path = Path("data/validated/train.jsonl")
+    video_root: Path = Path(".")
+    out_dir: Path = MODELS_RL
+    reports_dir: Path = RL_REPORTS
+    checkpoint_dir: Path = CHECKPOINTS / "rl"
+    tracking: bool = True
+
+
+def run(cfg: RLRun) -> dict[str, Any]:
+    """GRPO from cfg.model_dir on the reasoning records; save to cfg.out_dir; return the metrics."""
+    from trl import GRPOConfig
+
+    from stages.grpo_video import VideoGRPOTrainer
+
+    own, trl_params = resolve_params(cfg.rl)
+    if "reward_weights" in trl_params:
+        raise ValueError("params rl.reward_weights: weights belong to params `rewards` ({name, weight, kwargs})")
+    compute = ComputeConfig.from_params(cfg.compute)
+    trl_params = {**trl_params, **compute.trainer_overrides()}
+    args = parse_trl_config(GRPOConfig, trl_params, cfg.checkpoint_dir, required=REQUIRED_TRL_KEYS)
+    video_cfg = VideoConfig.from_params(cfg.video)
+    contrast = TemporalContrastConfig.from_params(own.get("temporal_contrast"))
+    records = select_records(read_jsonl(cfg.train_file), "reasoning")[: own.get("max_records")]
+    funcs, weights = build_rewards(cfg.rewards)
+    if contrast.enabled:
+        funcs, weights = [*funcs, temporal_contrast_reward(funcs, contrast)], [*weights, 1.0]
+    args.reward_weights = weights
+    run_fp = fingerprint(rl=cfg.rl, rewards=cfg.rewards, video=cfg.video, compute=cfg.compute,
+                         train=file_digest(cfg.train_file), model=model_digest(cfg.model_dir))
+    params = {"rl": cfg.rl, "rewards": cfg.rewards, "video": cfg.video, "compute": cfg.compute}
+    with stage_run("rl", params, cfg.tracking) as mlrun:
+        model, processor = load_model_and_processor(cfg.model_dir, compute.dtype)
+        log.info("rl: %d reasoning records, variant %s, %d reward functions", len(records),
+                 own.get("variant", "grpo"), len(funcs))
+        with args.main_process_first(local=False, desc="checkpoints/rl"):  # one process clears stale ones
+            resume = prepare_checkpoints(cfg.checkpoint_dir, run_fp)
+        kwargs = dict(model=model, reward_funcs=funcs, args=args, train_dataset=to_dataset(records),
+                      processing_class=processor, peft_config=lora_config(own.get("lora")),
+                      callbacks=[trainer_callback(mlrun)], video_config=video_cfg, video_root=cfg.video_root,
+                      skip_zero_variance_groups=bool(own["skip_zero_variance_groups"]))
+        trainer = (TemporalContrastGRPOTrainer(**kwargs, temporal_contrast=contrast) if contrast.enabled
+                   else VideoGRPOTrainer(**kwargs))
+        t0 = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        seconds = time.perf_counter() - t0
+        rows = curves(trainer.state.log_history, [f.__name__ for f in funcs])
+        summary = _summary(trainer, result, rows, resume, seconds, len(records), own)
+        _save_final(trainer, processor, cfg.out_dir)
+        if trainer.is_world_process_zero():
+            write_curves(cfg.reports_dir / "curves.csv", rows)
+            metrics = {**summary, "video": video_cfg.__dict__}
+            write_json(cfg.reports_dir / "metrics.json", metrics)
+            mlrun.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+            mlrun.log_artifact(cfg.reports_dir / "curves.csv")
+            mlrun.log_artifact(cfg.reports_dir / "metrics.json")
+            finish_checkpoints(cfg.checkpoint_dir)  # final weights saved: nothing left to resume
+    log.info("rl: %d steps (%.3f steps/s), final reward %s", summary["steps"], summary["steps_per_second"],
+             summary["final_reward"])
+    return summary
+
+
+def _save_final(trainer, processor, out_dir: Path) -> None:
+    """Final weights + processor, atomically, from process 0. Under ZeRO-3 every process first joins
+    in gathering the partitioned weights (zero3.json sets stage3_gather_16bit_weights_on_model_save)."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    plugin = trainer.accelerator.state.deepspeed_plugin if trainer.is_deepspeed_enabled else None
+    if plugin is None or plugin.zero_stage != 3:
+        if trainer.is_world_process_zero():
+            save_model_and_processor(model, processor, out_dir)
+        return
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    if trainer.is_world_process_zero():
+        with atomic_dir(out_dir) as tmp:
+            model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+            processor.save_pretrained(tmp)
+
+
+def _summary(trainer, result, rows, resume, seconds: float, n_records: int, own: dict) -> dict[str, Any]:
+    steps = int(trainer.state.global_step)
+    resumed = checkpoint_step(resume)
+    last = rows[-1] if rows else {}
+    return {
+        "variant": own.get("variant", "grpo"),
+        "temporal_contrast": bool(TemporalContrastConfig.from_params(own.get("temporal_contrast")).enabled),
+        "steps": steps,
+        "resumed_from_step": resumed,
+        "steps_this_run": steps - resumed,
+        "steps_per_second": round((steps - resumed) / seconds, 4) if seconds > 0 else 0.0,
+        "seconds": round(seconds, 2),
+        "train_loss": float(result.training_loss),
+        "final_reward": last.get("reward"),
+        "mean_reward": (sum(r["reward"] for r in rows) / len(rows)) if rows else None,
+        "records": n_records,
+        "deepspeed_zero_stage": (trainer.accelerator.state.deepspeed_plugin.zero_stage
+                                 if trainer.is_deepspeed_enabled else None),
+    }
+
+
+def main() -> None:
+    from stages.params import section
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run(RLRun(rl=section("rl"), rewards=section("rewards"), video=section("video"), compute=section("compute")))
+
+
+if __name__ == "__main__":
+    main()
