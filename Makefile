@@ -13,6 +13,8 @@ export DS_BUILD_OPS := 0
 
 .PHONY: install pipeline test test-fast bench clean
 
+include infra/dvc-plots/plots.mk
+
 # torch first, pinned, so the resolver keeps the torch/torchvision pair; then the project and the rest.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

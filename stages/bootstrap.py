@@ -16,6 +16,7 @@ from typing import Any
 
 from stages import telemetry  # noqa: F401
 from stages.atomic import read_jsonl, write_json
+from stages.launch import ComputeConfig
 from stages.model_io import load_model_and_processor, save_model_and_processor, save_pointer
 from stages.sft import train
 from stages.sft_data import select_records
@@ -97,6 +98,7 @@ def _build_tiny(cfg: BootstrapRun, mlrun) -> dict[str, Any]:
         run_fp = fingerprint(model=cfg.model, video=cfg.video, compute=cfg.compute,
                              train=file_digest(cfg.train_file))
         log.info("perception alignment on %d records", len(perception))
+        alignment = {**alignment, **ComputeConfig.from_params(cfg.compute).trainer_overrides()}
         model, result = train(model, processor, perception, cfg.video_root, alignment, video_cfg,
                               cfg.checkpoint_dir, run_fp, callbacks=[trainer_callback(mlrun)])
         summary.update({f"alignment_{k}": v for k, v in result.items()})

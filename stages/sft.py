@@ -18,6 +18,7 @@ from stages import telemetry  # noqa: F401
 from stages.atomic import read_jsonl, write_json
 from stages.model_io import load_model_and_processor, save_model_and_processor
 from stages.sft_data import VideoSFTCollator, loss_gap, select_records, to_dataset
+from stages.launch import ComputeConfig
 from stages.tracking import stage_run, trainer_callback
 from stages.train_common import (
     CHECKPOINTS, MODELS_BASE, MODELS_SFT, SFT_METRICS, checkpoint_step, file_digest, finish_checkpoints,
@@ -119,7 +120,8 @@ def run(cfg: SFTRun) -> dict[str, Any]:
     with stage_run("sft", {"sft": cfg.sft, "video": cfg.video, "compute": cfg.compute}, cfg.tracking) as mlrun:
         model, processor = load_model_and_processor(cfg.base_dir, dtype)
         log.info("sft: %d reasoning records from %s", len(records), cfg.train_file)
-        model, summary = train(model, processor, records, cfg.video_root, cfg.sft, video_cfg,
+        trl_params = {**cfg.sft, **ComputeConfig.from_params(cfg.compute).trainer_overrides()}
+        model, summary = train(model, processor, records, cfg.video_root, trl_params, video_cfg,
                                cfg.checkpoint_dir, run_fp, callbacks=[trainer_callback(mlrun)])
         n_gap = int(own.get("loss_gap_items", 0))
         if n_gap and cfg.val_file and Path(cfg.val_file).is_file():

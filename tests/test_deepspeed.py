@@ -107,8 +107,7 @@ def test_sft_then_grpo_under_zero2_on_cpu(tmp_path):
     save_model_and_processor(*build_tiny(TinyConfig(**TINY_SIZES), read_jsonl(root / "data/validated/train.jsonl"),
                                          VideoConfig.from_params(VIDEO)), root / "models/base")
     zero2 = monitored_zero2(root)
-    # TODO(sft): drop `deepspeed` here once stages/sft.py applies ComputeConfig.trainer_overrides().
-    sft = {**trl_params(max_steps=2), "deepspeed": zero2}
+    sft = trl_params(max_steps=2)  # DeepSpeed reaches SFT through compute.deepspeed_config
     rl = {"variant": "grpo", "bf16": False, "fp16": False, "activation_checkpointing": False, "max_steps": 2,
           "per_device_train_batch_size": 2, "num_generations": 2, "max_completion_length": 8, "max_records": 4,
           "learning_rate": 1e-3, "logging_steps": 1, "save_strategy": "no", "seed": 0,
