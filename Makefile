@@ -28,6 +28,7 @@ install: $(VENV)/.installed
 
 pipeline: install
 	$(BIN)/vr pipeline
+	$(MAKE) --no-print-directory plots
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -3,8 +3,12 @@ command line and `dvc repro` run exactly the same code with the same params.yaml
 
   vr generate | ingest | validate | bootstrap | sft | rl | tts | evaluate
                                        run one stage directly (no DVC bookkeeping)
-  vr repro [STAGE ...]                 `dvc repro` the pipeline (or up to STAGE)
-  vr pipeline                          the whole pipeline on the current params.yaml
+  vr repro [STAGE ...]                 `dvc repro` the pipeline (or up to STAGE), no flow, no registry
+  vr pipeline [--force] [--no-register]
+                                       the Prefect flow: every stage in DAG order, then MLflow
+                                       registration and gated promotion
+  vr registry list|register|promote V|rollback [--to V]
+  vr servers mlflow [--auth] | prefect-ui | serve [--deployment nightly]
   vr score --split S --predictions P --out DIR   score any model's predictions with our metrics
 """
 from __future__ import annotations
@@ -20,6 +24,9 @@ from stages import telemetry  # noqa: F401
 STAGE_MODULES = {name: f"stages.{name}" for name in
                  ("generate", "ingest", "validate", "bootstrap", "sft", "rl", "tts", "evaluate")}
 
+FORWARDED = {"pipeline": "flows.pipeline", "registry": "flows.registry", "servers": "flows.servers",
+             "score": "stages.score"}
+
 
 def _repro(targets: list[str]) -> int:
     return subprocess.call([sys.executable, "-m", "dvc", "repro", *targets])
@@ -34,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name, help=f"run the {name} stage with params.yaml")
     repro = sub.add_parser("repro", help="dvc repro the pipeline (or the given stages)")
     repro.add_argument("targets", nargs="*")
-    sub.add_parser("pipeline", help="run the whole pipeline on params.yaml")
-    sub.add_parser("score", help="score a predictions JSONL against a validated split", add_help=False)
+    for name, text in (("pipeline", "the Prefect flow over every stage, then registration"),
+                       ("registry", "list, register, promote or roll back model versions"),
+                       ("servers", "start the MLflow server, the Prefect UI or the scheduled deployment"),
+                       ("score", "score a predictions JSONL against a validated split")):
+        sub.add_parser(name, help=text, add_help=False)
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -44,12 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "repro":
         return _repro(args.targets)
-    if args.command == "pipeline":
-        return _repro([])
-    if args.command == "score":
-        from stages import score
-
-        return score.main(rest)
+    if args.command in FORWARDED:
+        return importlib.import_module(FORWARDED[args.command]).main(rest)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -2,7 +2,8 @@
 
 Tracking URI from MLFLOW_TRACKING_URI, default `sqlite:///mlflow/mlflow.db` with artifacts under
 mlflow/artifacts/ (DESIGN.md section 5). Telemetry is off (stages.telemetry). Tags: git commit, the
-stage's dvc.lock entry hash, and the pipeline run id from PIPELINE_RUN_ID when a flow sets it.
+stage's dvc.lock entry hash, and the pipeline run id from PIPELINE_RUN_ID when a flow sets it; a stage
+run nests under MLFLOW_PARENT_RUN_ID (the flow's parent run) when that is set.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +30,7 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or "unknown"
@@ -36,8 +38,11 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _dvc_lock_hash(stage: str, lock: Path = Path("dvc.lock")) -> str:
-    """sha256 of the stage's dvc.lock entry (deps, params, outs hashes), or 'none' before the first repro."""
+def dvc_lock_hash(stage: str, lock: Path = Path("dvc.lock")) -> str:
+    """sha256 of the stage's dvc.lock entry (deps, params, outs hashes), or 'none' before the first repro.
+
+    DVC writes dvc.lock after the stage's command, so inside a stage this is the previous run's entry;
+    the Prefect flow re-tags each stage run with the fresh entry once `dvc repro` has finished."""
     if not lock.is_file():
         return "none"
     import yaml
@@ -46,6 +51,14 @@ def _dvc_lock_hash(stage: str, lock: Path = Path("dvc.lock")) -> str:
     if entry is None:
         return "none"
     return hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+_METRIC_NAME_BAD = re.compile(r"[^A-Za-z0-9_.\- /:]")
+
+
+def metric_name(name: str) -> str:
+    """MLflow accepts only [A-Za-z0-9_.- /:] in keys: `temporal_R1@0.5` -> `temporal_R1_0.5`."""
+    return _METRIC_NAME_BAD.sub("_", name)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -71,12 +84,13 @@ class Run:
 
     def log_params(self, params: dict[str, Any]) -> None:
         if self._mlflow:
-            flat = {k: str(v)[:6000] for k, v in _flatten(params).items()}
+            flat = {metric_name(k): str(v)[:6000] for k, v in _flatten(params).items()}
             self._mlflow.log_params(flat)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if self._mlflow:
-            numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+            numeric = {metric_name(k): float(v) for k, v in metrics.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
             self._mlflow.log_metrics(numeric, step=step)
 
     def log_artifact(self, path: str | os.PathLike) -> None:
@@ -100,9 +114,10 @@ def stage_run(stage: str, params: dict[str, Any] | None = None, enabled: bool = 
         ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
         mlflow.create_experiment(EXPERIMENT, artifact_location=ARTIFACTS_DIR.resolve().as_uri())
     mlflow.set_experiment(EXPERIMENT)
-    tags = {"stage": stage, "git_commit": _git_commit(), "dvc_lock_hash": _dvc_lock_hash(stage),
+    tags = {"stage": stage, "git_commit": git_commit(), "dvc_lock_hash": dvc_lock_hash(stage),
             "pipeline_run_id": os.environ.get("PIPELINE_RUN_ID", "")}
-    with mlflow.start_run(run_name=stage, tags=tags) as active:
+    parent = os.environ.get("MLFLOW_PARENT_RUN_ID") or None
+    with mlflow.start_run(run_name=stage, tags=tags, parent_run_id=parent) as active:
         log.info("MLflow run %s (%s)", active.info.run_id, uri)
         run = Run(mlflow)
         if params:

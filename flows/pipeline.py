@@ -1,0 +1,218 @@
+"""The pipeline flow: `dvc repro` every stage of dvc.yaml in DAG order, then register and promote.
+
+One task per stage runs `dvc repro --single-item <stage>` (one at a time: DVC's lock forbids two in one
+workspace), streams the stage's output lines into Prefect's log and retries only transient failures
+(DVC lock held, connection/database hiccups, a preempted process). The flow opens a parent MLflow run;
+stage processes get its id and the pipeline run id through the environment (see `stage_env`), and
+after each stage the flow tags that stage's MLflow run with the final dvc.lock hash.
+Run: `python -m flows.pipeline` (= `vr flow`); `--force` re-runs every stage.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from stages import telemetry  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+# Before Prefect is imported: its settings are read once. Flow runs land in the repository's .prefect/.
+os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.exceptions import MissingContextError  # noqa: E402
+
+from flows.dag import stage_order  # noqa: E402
+
+log = logging.getLogger("flows.pipeline")  # not __name__: it is __main__ under python -m
+TRANSIENT_PATTERNS = [re.compile(p, re.I) for p in (
+    r"Unable to acquire lock", r"database is locked", r"Connection (reset|refused|aborted)",
+    r"Temporary failure in name resolution", r"Read timed out", r"ConnectTimeout", r"503 Service Unavailable",
+    r"NCCL.*(timeout|timed out|Watchdog)", r"Socket Timeout", r"Too many open files",
+)]
+PREEMPTED = {-9, -15, 137, 143}  # SIGKILL/SIGTERM: a preempted node or an evicted pod
+
+
+class StageFailed(RuntimeError):
+    def __init__(self, stage: str, returncode: int, tail: list[str], transient: bool):
+        kind = "transient failure" if transient else "failed"
+        super().__init__(f"stage {stage!r} {kind} (exit {returncode}); last lines:\n" + "".join(tail[-20:]))
+        self.stage, self.returncode, self.transient = stage, returncode, transient
+
+
+def is_transient(returncode: int, lines: list[str]) -> bool:
+    return returncode in PREEMPTED or any(p.search(line) for p in TRANSIENT_PATTERNS for line in lines)
+
+
+def _logger():
+    """Prefect's run logger inside a run; the module logger when the flow body is called directly."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return log
+
+
+def _retry_if_transient(task_obj, task_run, state) -> bool:
+    with contextlib.suppress(Exception):
+        exc = state.result(raise_on_failure=False)
+        return bool(getattr(exc, "transient", False))
+    return False
+
+
+def stage_env(repo: Path, tracking_uri: str, pipeline_run_id: str, parent_run_id: str) -> dict[str, str]:
+    """The environment of every stage process (stages/tracking.py reads the run identity from it)."""
+    env = dict(os.environ)
+    env.pop("MLFLOW_RUN_ID", None)  # would make mlflow.start_run() resume that run instead of a new one
+    env.update(MLFLOW_TRACKING_URI=tracking_uri, PIPELINE_RUN_ID=pipeline_run_id,
+               MLFLOW_PARENT_RUN_ID=parent_run_id, PYTHONUNBUFFERED="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    return env
+
+
+@task(task_run_name="dvc repro {stage}", retries=2, retry_delay_seconds=[10, 60],
+      retry_condition_fn=_retry_if_transient, cache_policy=NO_CACHE)
+def repro_stage(stage: str, repo: str, force: bool = False, env: dict[str, str] | None = None) -> str:
+    """`dvc repro --single-item <stage>`, its output streamed line by line; returns 'ran' or 'skipped'."""
+    logger = _logger()
+    cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", *(["--force"] if force else []), stage]
+    logger.info("$ %s", " ".join(cmd[2:]))
+    tail: deque[str] = deque(maxlen=200)
+    ran = False
+    with subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1, errors="replace") as proc:
+        for line in proc.stdout:
+            logger.info("[%s] %s", stage, line.rstrip())
+            tail.append(line)
+            ran = ran or f"Running stage '{stage}'" in line
+    if proc.returncode != 0:
+        raise StageFailed(stage, proc.returncode, list(tail), is_transient(proc.returncode, list(tail)))
+    return "ran" if ran else "skipped"
+
+
+def lineage_tags(repo: str | Path, pipeline_run_id: str = "") -> dict[str, str]:
+    """git commit, the dvc.lock hash of every stage (`dvc_lock.<stage>`) and of the whole pipeline."""
+    from stages.tracking import dvc_lock_hash, git_commit
+
+    repo = Path(repo).resolve()
+    with contextlib.chdir(repo):
+        tags = {"git_commit": git_commit(), "pipeline_run_id": pipeline_run_id}
+        stages = stage_order(repo)
+        tags.update({f"dvc_lock.{s}": dvc_lock_hash(s, repo / "dvc.lock") for s in stages})
+    tags["dvc_lock_hash"] = "-".join(tags[f"dvc_lock.{s}"][:8] for s in stages)
+    return tags
+
+
+def tag_stage_runs(client, experiment_id: str, stage: str, tags: dict[str, str], parent_run_id: str) -> int:
+    """Tag the MLflow runs a stage opened in this pipeline run: parent run and final dvc.lock hash
+    (a stage only knows its lock entry of the previous run: DVC writes dvc.lock after the command)."""
+    query = f"tags.pipeline_run_id = '{tags['pipeline_run_id']}' and tags.stage = '{stage}'"
+    runs = client.search_runs([experiment_id], filter_string=query)
+    for run in runs:
+        if "mlflow.parentRunId" not in run.data.tags:
+            client.set_tag(run.info.run_id, "mlflow.parentRunId", parent_run_id)
+        client.set_tag(run.info.run_id, "dvc_lock_hash", tags[f"dvc_lock.{stage}"])
+        client.set_tag(run.info.run_id, "git_commit", tags["git_commit"])
+    return len(runs)
+
+
+@task(task_run_name="register and promote", cache_policy=NO_CACHE)
+def register_and_promote(repo: str, tags: dict[str, str], parent_run_id: str) -> dict[str, Any]:
+    """Register the workspace's model unless a version with the same pipeline hash exists."""
+    from flows import registry
+    from flows.gates import load_rules
+
+    logger = _logger()
+    rules = load_rules(Path(repo) / "mlflow/registry.yaml")
+    missing = [p for p in (rules.model_dir, rules.policy, rules.metrics) if not (Path(repo) / p).exists()]
+    if missing:
+        logger.warning("nothing to register yet: %s missing", ", ".join(missing))
+        return {"version": None, "registered": False, "champion": registry.alias_version(rules, rules.champion)
+                if registry._client().search_registered_models(f"name = '{rules.model_name}'") else None}
+    existing = registry.find_version(rules, "dvc_lock_hash", tags["dvc_lock_hash"])
+    if existing:
+        logger.info("%s version %s already holds this pipeline state: not registering again",
+                    rules.model_name, existing)
+        return {"version": existing, "registered": False, "champion": registry.alias_version(rules, rules.champion)}
+    result = registry.register_workspace(repo, rules, tags=tags, parent_run_id=parent_run_id)
+    logger.info("registered %s version %s: %s", rules.model_name, result["version"], result["decision"])
+    return result | {"registered": True}
+
+
+@flow(name="videoreasoner-pipeline", log_prints=False)
+def pipeline(repo: str = ".", force: bool = False, register_model: bool = True) -> dict[str, Any]:
+    """Every dvc.yaml stage in DAG order, each in its own task; then register + promote."""
+    from prefect.runtime import flow_run
+
+    from flows import registry
+
+    logger = _logger()
+    repo_path = Path(repo).resolve()
+    pipeline_run_id = str(flow_run.id or uuid.uuid4())
+    stages = stage_order(repo_path)
+    logger.info("stages in DAG order: %s", " -> ".join(stages))
+    uri, experiment_id = registry.tracking_setup(repo_path)
+    client = registry._client()
+    parent = client.create_run(experiment_id, run_name="pipeline", tags={
+        "pipeline_run_id": pipeline_run_id, "stage": "pipeline", "prefect_flow_run_id": str(flow_run.id or "")})
+    parent_id = parent.info.run_id
+    env = stage_env(repo_path, uri, pipeline_run_id, parent_id)
+    summary: dict[str, Any] = {"pipeline_run_id": pipeline_run_id, "mlflow_run_id": parent_id,
+                               "tracking_uri": uri, "stages": {}}
+    status, tags = "FAILED", lineage_tags(repo_path, pipeline_run_id)
+    try:
+        for stage in stages:
+            summary["stages"][stage] = "failed"  # until its task returns
+            try:
+                summary["stages"][stage] = repro_stage(stage, str(repo_path), force, env)
+            finally:  # a failed stage's run is nested and tagged too
+                tags = lineage_tags(repo_path, pipeline_run_id)
+                tag_stage_runs(client, experiment_id, stage, tags, parent_id)
+                client.set_tag(parent_id, f"stage.{stage}", summary["stages"][stage])
+        if register_model:
+            summary["registry"] = register_and_promote(str(repo_path), tags, parent_id)
+        status = "FINISHED"
+    finally:
+        for key, value in tags.items():
+            client.set_tag(parent_id, key, value)
+        client.log_dict(parent_id, summary, "pipeline_summary.json")
+        client.set_terminated(parent_id, status)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    from flows.registry import cli_logging
+
+    parser = argparse.ArgumentParser(prog="vr flow", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", default=".", help="workspace root (holds dvc.yaml)")
+    parser.add_argument("--force", action="store_true", help="re-run every stage (dvc repro --force)")
+    parser.add_argument("--no-register", action="store_true", help="skip registration and promotion")
+    args = parser.parse_args(argv)
+    cli_logging()
+    summary = pipeline(repo=args.repo, force=args.force, register_model=not args.no_register)
+    repo = Path(args.repo).resolve()
+    report = repo / "reports/eval/report.html"
+    champion = (summary.get("registry") or {}).get("champion")
+    log.info("stages: %s", ", ".join(f"{s} {r}" for s, r in summary["stages"].items()))
+    log.info("report: %s", report if report.is_file() else f"{report} (not written: no evaluate stage yet)")
+    uri = summary["tracking_uri"]
+    ui = uri if uri.startswith("http") else f"`vr servers mlflow`, then http://127.0.0.1:5000 (store {uri})"
+    log.info("MLflow UI: %s; this pipeline's runs carry tag pipeline_run_id=%s", ui, summary["pipeline_run_id"])
+    log.info("Prefect UI: `vr servers prefect-ui`, then http://127.0.0.1:4200 (flow runs in PREFECT_HOME=%s)",
+             os.environ["PREFECT_HOME"])
+    log.info("champion: %s", f"version {champion}" if champion else "none registered yet")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

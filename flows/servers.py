@@ -1,0 +1,149 @@
+"""Local servers: the MLflow tracking server, the Prefect UI, and the scheduled deployment served in-process.
+
+  vr servers mlflow [--port 5000] [--auth]   MLflow on 127.0.0.1: sqlite backend store mlflow/mlflow.db,
+                                             artifacts under mlflow/artifacts/ (the embedded store, served)
+  vr servers prefect-ui [--port 4200]        Prefect server + UI on 127.0.0.1 over the flow runs in .prefect/
+  vr servers serve [--deployment nightly]    serve infra/prefect.yaml's deployment (its cron schedule) here;
+                                             schedules fire only against a running Prefect server:
+                                             `vr servers prefect-ui` + PREFECT_API_URL=http://127.0.0.1:4200/api
+
+With --auth, MLflow runs its basic-auth app; the admin account is MLFLOW_TRACKING_USERNAME /
+MLFLOW_TRACKING_PASSWORD (the variables MLflow clients send too) and MLFLOW_FLASK_SERVER_SECRET_KEY
+signs sessions (a random one is made when unset). Users live in mlflow/basic_auth.db; the admin
+password is only set when that file is first created. To log the pipeline to the server:
+`export MLFLOW_TRACKING_URI=http://127.0.0.1:5000`; without it the pipeline uses the sqlite file directly.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from stages import telemetry  # noqa: F401
+
+log = logging.getLogger("flows.servers")  # not __name__: it is __main__ under python -m
+ROOT = Path(__file__).resolve().parents[1]
+AUTH_DB = Path("mlflow/basic_auth.db")
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """Run a server in the foreground; SIGTERM to this process stops the server too."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env)
+    previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reaches the server through the process group; wait for it
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def mlflow_server_command(repo: Path, host: str = "127.0.0.1", port: int = 5000,
+                          auth_config: Path | None = None, workers: int = 1) -> list[str]:
+    """The `mlflow server` command line over the repository's embedded store."""
+    repo = repo.resolve()
+    (repo / "mlflow/artifacts").mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{repo / 'mlflow/mlflow.db'}",
+           "--default-artifact-root", (repo / "mlflow/artifacts").as_uri(), "--no-serve-artifacts", "--workers", str(workers)]
+    return cmd + (["--app-name", "basic-auth"] if auth_config else [])
+
+
+def auth_environment(repo: Path, env: dict[str, str], config_dir: Path) -> dict[str, str]:
+    """Environment for `mlflow server --app-name basic-auth`: an auth config naming the admin from
+    MLFLOW_TRACKING_USERNAME; the password travels only in the environment, never in a file."""
+    user, password = env.get("MLFLOW_TRACKING_USERNAME"), env.get("MLFLOW_TRACKING_PASSWORD")
+    if not user or not password:
+        raise SystemExit("--auth needs MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment")
+    config = config_dir / "basic_auth.ini"
+    config.write_text("[mlflow]\ndefault_permission = READ\n"
+                      f"database_uri = sqlite:///{(repo / AUTH_DB).resolve()}\n"
+                      f"admin_username = {user}\n"
+                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+                      encoding="utf-8")
+    config.chmod(0o600)
+    return dict(env, MLFLOW_AUTH_CONFIG_PATH=str(config), MLFLOW_AUTH_ADMIN_PASSWORD=password,
+                MLFLOW_FLASK_SERVER_SECRET_KEY=env.get("MLFLOW_FLASK_SERVER_SECRET_KEY") or secrets.token_hex(32))
+
+
+def run_mlflow(repo: Path, host: str, port: int, auth: bool) -> int:
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="mlflow-auth-") as tmp:
+        if auth:
+            env = auth_environment(repo, env, Path(tmp))
+        cmd = mlflow_server_command(repo, host, port, Path(tmp) if auth else None)
+        log.info("MLflow UI at http://%s:%d (%s); point the pipeline at it with MLFLOW_TRACKING_URI=http://%s:%d",
+                 host, port, "basic auth" if auth else "no auth", host, port)
+        return _run(cmd, repo, env)
+
+
+def run_prefect_ui(repo: Path, host: str, port: int) -> int:
+    env = dict(os.environ)
+    env.setdefault("PREFECT_HOME", str(repo.resolve() / ".prefect"))
+    log.info("Prefect UI at http://%s:%d (PREFECT_HOME=%s)", host, port, env["PREFECT_HOME"])
+    return _run([sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
+                repo, env)
+
+
+def deployment_spec(prefect_yaml: Path, name: str) -> dict:
+    import yaml
+
+    doc = yaml.safe_load(prefect_yaml.read_text(encoding="utf-8"))
+    for deployment in doc.get("deployments") or []:
+        if deployment.get("name") == name:
+            return deployment
+    raise SystemExit(f"{prefect_yaml}: no deployment named {name!r}")
+
+
+def serve(prefect_yaml: Path, name: str) -> None:
+    """Serve one deployment of infra/prefect.yaml from this process (schedule, parameters and tags as
+    declared there), so the local schedule and the declared one cannot drift apart."""
+    spec = deployment_spec(prefect_yaml, name)
+    from prefect.schedules import Cron
+
+    from flows.pipeline import pipeline
+
+    if not os.environ.get("PREFECT_API_URL"):
+        log.warning("no PREFECT_API_URL: the temporary server has no scheduler, so the cron schedule will not "
+                    "fire. Run `vr servers prefect-ui` and export PREFECT_API_URL=http://127.0.0.1:4200/api first.")
+    schedules = [Cron(s["cron"], timezone=s.get("timezone"), active=s.get("active", True))
+                 for s in spec.get("schedules") or [] if "cron" in s]
+    log.info("serving deployment %s (%s); Ctrl-C stops", name, ", ".join(s["cron"] for s in spec["schedules"]))
+    pipeline.serve(name=name, schedules=schedules, parameters=spec.get("parameters") or {},
+                   tags=spec.get("tags"), description=spec.get("description"),
+                   global_limit=spec.get("concurrency_limit"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from flows.registry import cli_logging
+
+    parser = argparse.ArgumentParser(prog="vr servers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", default=".", type=Path)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ml = sub.add_parser("mlflow", help="MLflow tracking server + UI on 127.0.0.1")
+    ml.add_argument("--port", type=int, default=5000)
+    ml.add_argument("--auth", action="store_true", help="basic auth, admin from MLFLOW_TRACKING_USERNAME/PASSWORD")
+    ui = sub.add_parser("prefect-ui", help="Prefect server + UI on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=4200)
+    sv = sub.add_parser("serve", help="serve the scheduled deployment of infra/prefect.yaml locally")
+    sv.add_argument("--deployment", default="nightly")
+    sv.add_argument("--prefect-file", type=Path, default=Path("infra/prefect.yaml"))
+    args = parser.parse_args(argv)
+    cli_logging()
+    if args.command == "mlflow":
+        return run_mlflow(args.repo, "127.0.0.1", args.port, args.auth)
+    if args.command == "prefect-ui":
+        return run_prefect_ui(args.repo, "127.0.0.1", args.port)
+    serve(args.repo / args.prefect_file, args.deployment)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
