@@ -22,19 +22,29 @@ from typing import Any
 from stages import telemetry  # noqa: F401
 from stages.answer_format import PROMPT_VERSION
 from stages.atomic import atomic_path, read_jsonl, write_json, write_jsonl
-from stages.controls import best_constant_answers, constant_predictions, control_transform
+from stages.controls import (
+    best_constant_answers,
+    constant_predictions,
+    control_transform,
+)
 from stages.inference import Decoding, Engine, load_engine
-from stages.paths import split_file
+from stages.paths import (
+    EVAL_REPORTS,
+    MODELS_BASE,
+    MODELS_RL,
+    MODELS_SFT,
+    TTS_REPORTS,
+    split_file,
+)
 from stages.score import score_predictions
 from stages.sft_data import select_records
 from stages.tracking import stage_run
-from stages.train_common import MODELS_BASE, MODELS_SFT, model_digest
-from stages.tts import MODELS_RL, TTS_REPORTS, POLICY_FILE, metric_value, subset
+from stages.train_common import model_digest
+from stages.tts import POLICY_FILE, metric_value, subset
 from stages.tts_strategies import apply_policy, greedy
 from stages.video_inputs import VideoConfig
 
 log = logging.getLogger(__name__)
-EVAL_REPORTS = Path("reports/eval")
 PREDICTIONS_DIR, ITEMS_FILE, METRICS_FILE = "predictions", "items.jsonl", "metrics.json"
 SUMMARY_FILE, LADDER_FILE, REPORT_FILE = "summary.json", "ladder.csv", "report.html"
 MODEL_DIRS = {"base": MODELS_BASE, "sft": MODELS_SFT, "rl": MODELS_RL, "rl_tts": MODELS_RL}

@@ -16,6 +16,15 @@ VALIDATION_RESULT = VALIDATION_REPORTS / "result.json"
 GENERATE_REPORT = Path("reports/generate/summary.json")
 INGEST_REPORT = Path("reports/ingest/summary.json")
 PARAMS_FILE = Path("params.yaml")
+MODELS_BASE = Path("models/base")
+MODELS_SFT = Path("models/sft")
+MODELS_RL = Path("models/rl")
+BOOTSTRAP_REPORT = Path("reports/bootstrap/summary.json")
+SFT_METRICS = Path("reports/sft/metrics.json")
+RL_REPORTS = Path("reports/rl")  # metrics.json, curves.csv
+TTS_REPORTS = Path("reports/tts")  # curve.csv, policy.json
+EVAL_REPORTS = Path("reports/eval")  # metrics.json, summary.json, ladder.csv, report.html, predictions/
+CHECKPOINTS = Path("checkpoints")  # crash-resume checkpoints, outside DVC outs: checkpoints/<stage>/
 
 
 def split_file(split: str) -> Path:

@@ -19,21 +19,30 @@ from stages import telemetry  # noqa: F401  (telemetry opt-outs before any tool 
 from stages.atomic import atomic_dir, atomic_path, read_jsonl, write_json
 from stages.launch import ComputeConfig
 from stages.model_io import load_model_and_processor, save_model_and_processor
+from stages.paths import MODELS_RL, RL_REPORTS
 from stages.rewards import DEFAULT_REWARDS, build_rewards
 from stages.sft_data import select_records
 from stages.temporal_contrast import (
-    TemporalContrastConfig, TemporalContrastGRPOTrainer, temporal_contrast_reward,
+    TemporalContrastConfig,
+    TemporalContrastGRPOTrainer,
+    temporal_contrast_reward,
 )
 from stages.tracking import stage_run, trainer_callback
 from stages.train_common import (
-    CHECKPOINTS, MODELS_SFT, checkpoint_step, file_digest, finish_checkpoints, fingerprint, lora_config, model_digest,
-    parse_trl_config, prepare_checkpoints,
+    CHECKPOINTS,
+    MODELS_SFT,
+    checkpoint_step,
+    file_digest,
+    fingerprint,
+    finish_checkpoints,
+    lora_config,
+    model_digest,
+    parse_trl_config,
+    prepare_checkpoints,
 )
 from stages.video_inputs import VideoConfig, build_messages
 
 log = logging.getLogger(__name__)
-MODELS_RL = Path("models/rl")            # TODO(lead): move to stages/paths.py with the other outputs
-RL_REPORTS = Path("reports/rl")
 
 # Named algorithm presets: sets of TRL GRPOConfig options. Explicit keys in params `rl` win.
 VARIANTS: dict[str, dict[str, Any]] = {

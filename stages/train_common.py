@@ -21,15 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from stages.atomic import write_json
+from stages.paths import (  # noqa: F401 (re-exported)
+    BOOTSTRAP_REPORT,
+    CHECKPOINTS,
+    MODELS_BASE,
+    MODELS_SFT,
+    SFT_METRICS,
+)
 
 log = logging.getLogger(__name__)
 
 # Stage outputs and checkpoints (relative to the workspace root). TODO(lead): move to stages/paths.py.
-MODELS_BASE = Path("models/base")
-MODELS_SFT = Path("models/sft")
-SFT_METRICS = Path("reports/sft/metrics.json")
-BOOTSTRAP_REPORT = Path("reports/bootstrap/summary.json")
-CHECKPOINTS = Path("checkpoints")
 
 FINGERPRINT_FILE = "run_fingerprint.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")

@@ -23,17 +23,22 @@ from stages import telemetry  # noqa: F401
 from stages.answer_format import PROMPT_VERSION
 from stages.atomic import atomic_path, read_jsonl, write_json
 from stages.inference import Decoding, Engine, load_engine
-from stages.paths import split_file
+from stages.paths import MODELS_RL, TTS_REPORTS, split_file
 from stages.score import score_predictions
 from stages.sft_data import select_records
 from stages.tracking import stage_run
 from stages.train_common import model_digest
-from stages.tts_strategies import STRATEGIES, Answer, resolve_scorer, select_best, select_vote, sparse_to_dense
+from stages.tts_strategies import (
+    STRATEGIES,
+    Answer,
+    resolve_scorer,
+    select_best,
+    select_vote,
+    sparse_to_dense,
+)
 from stages.video_inputs import VideoConfig
 
 log = logging.getLogger(__name__)
-MODELS_RL = Path("models/rl")          # TODO(lead): stages/paths.py (also defined in stages/rl.py)
-TTS_REPORTS = Path("reports/tts")
 CURVE_FILE, POLICY_FILE = "curve.csv", "policy.json"
 CURVE_COLUMNS = ("point", "strategy", "n", "frames", "metric", "metric_low", "metric_high",
                  "tokens_per_item", "seconds_per_item", "generations_per_item", "items", "chosen")

@@ -24,9 +24,26 @@ def test_stage_outputs_are_the_paths_the_code_writes():
     assert declared("validate", "metrics") == {str(paths.VALIDATION_RESULT)}
 
 
+def test_model_and_report_outputs_are_the_paths_the_code_writes():
+    assert declared("bootstrap", "outs") == {str(paths.MODELS_BASE)}
+    assert declared("bootstrap", "metrics") == {str(paths.BOOTSTRAP_REPORT)}
+    assert declared("sft", "outs") == {str(paths.MODELS_SFT)}
+    assert declared("sft", "metrics") == {str(paths.SFT_METRICS)}
+    assert declared("rl", "outs") == {str(paths.MODELS_RL)}
+    assert declared("rl", "metrics") == {str(paths.RL_REPORTS / "metrics.json")}
+    assert declared("tts", "metrics") == {str(paths.TTS_REPORTS / "policy.json")}
+    assert all(out.startswith(str(paths.EVAL_REPORTS)) for out in declared("evaluate", "outs"))
+    assert not any(out.startswith(str(paths.CHECKPOINTS)) for stage in DVC for out in declared(stage, "outs"))
+
+
 def test_each_stage_reads_the_previous_stage_output():
     assert str(paths.SYNTHETIC_ANNOTATIONS) in declared("ingest", "deps")
     assert str(paths.INTERIM_RECORDS) in declared("validate", "deps")
+    assert str(paths.split_file("train")) in declared("bootstrap", "deps")
+    assert str(paths.MODELS_BASE) in declared("sft", "deps")
+    assert str(paths.MODELS_SFT) in declared("rl", "deps")
+    assert str(paths.MODELS_RL) in declared("tts", "deps")
+    assert {str(paths.MODELS_BASE), str(paths.MODELS_SFT), str(paths.MODELS_RL)} <= declared("evaluate", "deps")
 
 
 def test_declared_params_exist_in_params_yaml():

@@ -1,7 +1,6 @@
 """Ground truth is right by construction: decode the .mp4 files, recover spans, boxes, counts and
 directions from colour masks, and compare them with the annotations (within a frame and a few pixels)."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
