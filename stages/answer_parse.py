@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 
 from stages.schema import OPTION_LETTERS
 
@@ -61,6 +62,15 @@ def _bounded(text: object) -> str | None:
     return text or None
 
 
+def _bounded_ascii_symbols(text: object) -> str | None:
+    """`_bounded`, and None when the text holds a non-ASCII digit or a combining mark: letters, numbers,
+    times and boxes are read from ASCII only, so "٣.5" or "A\u0301" can never be read as "0.5" or "A"."""
+    s = _bounded(text)
+    if s is None or any((ch.isdecimal() and not ch.isascii()) or unicodedata.combining(ch) for ch in s):
+        return None
+    return s
+
+
 def _norm_text(text: str) -> str:
     """Lowercase, collapse whitespace, strip surrounding punctuation: for comparing option texts."""
     return " ".join(text.lower().split()).strip(" .,:;!?\"'()[]*")
@@ -95,7 +105,7 @@ def parse_choice(text: str, options: list[str] | None = None) -> str | None:
     a letter whose trailing text is another option's text ("B. green" when green is option C), a letter
     beyond the number of options, and look-alike non-ASCII letters.
     """
-    s = _bounded(text)
+    s = _bounded_ascii_symbols(text)
     if s is None:
         return None
     valid = OPTION_LETTERS[: len(options)] if options else OPTION_LETTERS
@@ -139,7 +149,7 @@ def parse_number(text: str) -> float | None:
 
     Several distinct numbers ("3 or 4") give None; the same number repeated is accepted.
     """
-    s = _bounded(text)
+    s = _bounded_ascii_symbols(text)
     if s is None:
         return None
     word = _norm_text(s)
@@ -162,7 +172,7 @@ def parse_span(text: str) -> list[float] | None:
     "from 2.5 to 7 seconds", "0:02.5 - 0:07". Returned as written (a reversed span is reordered by
     the IoU functions, not here). Fewer or more than two times give None.
     """
-    s = _bounded(text)
+    s = _bounded_ascii_symbols(text)
     return _span_from(s) if s else None
 
 
@@ -178,7 +188,7 @@ def parse_box(text: str) -> list[float] | None:
     """[x1, y1, x2, y2] from exactly one bracketed group of four numbers ("[0.1, 0.2, 0.5, 0.6]"), or
     from exactly four bare numbers when no bracket is present. Several boxes give None.
     """
-    s = _bounded(text)
+    s = _bounded_ascii_symbols(text)
     if s is None:
         return None
     boxes = _BOX_RE.findall(s)
@@ -203,7 +213,7 @@ def parse_tube(text: str) -> dict | None:
     """
     from stages.answer_format import format_time  # the one canonical time form
 
-    s = _bounded(text)
+    s = _bounded_ascii_symbols(text)
     if s is None:
         return None
     boxes: dict[str, list[float]] = {}

@@ -309,15 +309,15 @@ class VLLMEngine:
             import vllm
         except ImportError as exc:  # pragma: no cover - only on GPU machines with vllm installed
             raise RuntimeError("inference backend 'vllm' selected but vllm is not installed") from exc
-        from stages.model_io import resolve
-
-        from transformers import AutoProcessor
+        from stages.model_io import load_processor, resolve
 
         self._vllm = vllm
         self.path = resolve(path)
         self.frames = frames
         self.model_version = model_version or str(path)
-        self.processor = AutoProcessor.from_pretrained(self.path)
+        self.processor = load_processor(self.path)
+        # Same rules as stages.model_io: weights from safetensors only, never remote code.
+        llm_kwargs = {**llm_kwargs, "load_format": "safetensors", "trust_remote_code": False}
         self.llm = llm_kwargs.pop("_llm", None) or vllm.LLM(model=self.path, limit_mm_per_prompt={"video": 1},
                                                             **llm_kwargs)
 

@@ -38,6 +38,21 @@ def torch_dtype(name: str):
     return getattr(torch, name)
 
 
+def load_processor(path: str | os.PathLike, **processor_kwargs: Any):
+    """The processor of a checkpoint (tokenizer, image and video processors), never with remote code."""
+    from transformers import AutoProcessor
+
+    _refuse_unsafe(processor_kwargs)
+    return AutoProcessor.from_pretrained(resolve(path), **{**processor_kwargs, "trust_remote_code": False})
+
+
+def _refuse_unsafe(kwargs: dict) -> None:
+    """Loading options that would run a checkpoint's own code or unpickle weights are refused by name."""
+    if kwargs.get("trust_remote_code") or kwargs.get("use_safetensors") is False:
+        raise ValueError(f"not allowed: {sorted(k for k in ('trust_remote_code', 'use_safetensors') if k in kwargs)}"
+                         " (models load from safetensors with the library's own classes only)")
+
+
 def load_model_and_processor(path: str | os.PathLike, dtype: str = "float32", *,
                              device_map: Any = None, processor_kwargs: dict | None = None,
                              model_kwargs: dict | None = None):
@@ -46,13 +61,14 @@ def load_model_and_processor(path: str | os.PathLike, dtype: str = "float32", *,
     dtype: one of DTYPES. The model class comes from the checkpoint's config through
     AutoModelForImageTextToText (Qwen2-VL, Qwen2.5-VL, ...); `use_safetensors=True` and no remote code.
     """
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     source = resolve(path)
+    _refuse_unsafe(model_kwargs or {})
     model = AutoModelForImageTextToText.from_pretrained(
         source, dtype=torch_dtype(dtype), use_safetensors=True, trust_remote_code=False,
         device_map=device_map, **(model_kwargs or {}))
-    processor = AutoProcessor.from_pretrained(source, trust_remote_code=False, **(processor_kwargs or {}))
+    processor = load_processor(source, **(processor_kwargs or {}))
     return model, processor
 
 

@@ -42,6 +42,7 @@ __all__ = [
 
 # The details every verdict of a type carries (zeros when the answer cannot be read).
 DETAIL_KEYS: dict[str, tuple[str, ...]] = {
+    "free_form": ("rouge1", "rouge2", "rougeL"),
     "temporal_grounding": ("iou",),
     "spatial_grounding": ("iou",),
     "spatio_temporal_grounding": ("tiou", "viou"),
