@@ -91,12 +91,23 @@ def repro_stage(stage: str, repo: str, force: bool = False, env: dict[str, str] 
     with subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, bufsize=1, errors="replace") as proc:
         for line in proc.stdout:
-            logger.info("[%s] %s", stage, line.rstrip())
             tail.append(line)
+            if worth_logging(line):
+                logger.info("[%s] %s", stage, line.rstrip())
             ran = ran or f"Running stage '{stage}'" in line
     if proc.returncode != 0:
         raise StageFailed(stage, proc.returncode, list(tail), is_transient(proc.returncode, list(tail)))
     return "ran" if ran else "skipped"
+
+
+_PROGRESS_RE = re.compile(r"\d+%\|")
+
+
+def worth_logging(line: str) -> bool:
+    """Blank lines and the intermediate redraws of progress bars (tqdm's carriage returns arrive as
+    lines) are kept out of Prefect's log; a finished bar (100%) is kept."""
+    text = line.strip()
+    return bool(text) and (not _PROGRESS_RE.search(text) or "100%|" in text)
 
 
 def lineage_tags(repo: str | Path, pipeline_run_id: str = "") -> dict[str, str]:

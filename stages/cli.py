@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name, help=text, add_help=False)
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpcore"):  # Prefect's API client logs every request at INFO
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
     if args.command in STAGE_MODULES:
         importlib.import_module(STAGE_MODULES[args.command]).main()

@@ -130,3 +130,17 @@ def test_mlflow_server_command_and_auth_env(tmp_path):
     config = Path(env["MLFLOW_AUTH_CONFIG_PATH"]).read_text()
     assert "admin_username = ops" in config and "a-long-password" not in config
     assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == "a-long-password" and env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+
+
+@pytest.mark.parametrize("line,kept", [
+    ("INFO stages.sft: sft: 120 steps\n", True),
+    ("Running stage 'sft':\n", True),
+    ("\n", False),
+    ("   \n", False),
+    ("generate:  40%|████      | 4/10 [00:01<00:02,  3.1video/s]\n", False),
+    ("generate: 100%|██████████| 10/10 [00:03<00:00,  3.1video/s]\n", True),
+])
+def test_stage_log_lines_skip_blank_lines_and_progress_redraws(line, kept):
+    from flows.pipeline import worth_logging
+
+    assert worth_logging(line) is kept
