@@ -36,12 +36,10 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from stages.video_inputs import SampledVideo, VideoConfig, processor_inputs, sample_video
+from stages.video_inputs import VIDEO_KEYS, VISION_TOKENS, SampledVideo, VideoConfig, processor_inputs, sample_video
 
 log = logging.getLogger(__name__)
 
-VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
-VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
 VIDEO_TOKEN_TYPE, IMAGE_TOKEN_TYPE = 2, 1  # Qwen2.5-VL's mm_token_type_ids values
 
 

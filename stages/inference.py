@@ -23,15 +23,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from stages.video_inputs import SampledVideo, VideoConfig, build_messages, processor_inputs, sample_video
+from stages.video_inputs import (
+    VIDEO_KEYS, VISION_TOKENS, SampledVideo, VideoConfig, build_messages, processor_inputs, sample_video,
+)
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("hf", "vllm")
-# TODO(grpo_video owner): these two helpers and the token list live in stages/grpo_video.py, whose
-# import pulls in TRL (~10 s); once moved to stages/video_inputs.py, import them from there.
-VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
-VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 
 FrameTransform = Callable[[SampledVideo], SampledVideo]
 

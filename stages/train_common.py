@@ -31,7 +31,6 @@ from stages.paths import (  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-# Stage outputs and checkpoints (relative to the workspace root). TODO(lead): move to stages/paths.py.
 
 FINGERPRINT_FILE = "run_fingerprint.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")

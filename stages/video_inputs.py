@@ -20,6 +20,10 @@ import numpy as np
 from stages.answer_format import build_prompt, format_direct_target, format_target
 from stages.video_io import VideoError, decode_frames, probe
 
+# Qwen2.5-VL's vision special tokens (never to be generated) and the processor's per-video tensors.
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+
 SAMPLERS = ("uniform",)
 
 
