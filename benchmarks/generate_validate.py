@@ -41,10 +41,10 @@ def main() -> None:
         summary = generate.run(cfg, work / "data/raw/synthetic")
         rows.append(("generate", summary["records"], time.perf_counter() - t, summary["megabytes"]))
         t = time.perf_counter()
-        ing = ingest.run({"sources": params["data"]["sources"]}, work)
+        ingest.run({"sources": params["data"]["sources"]}, work)
         rows.append(("ingest", summary["records"], time.perf_counter() - t, summary["megabytes"]))
         t = time.perf_counter()
-        validate.run(params["validate"], work)
+        validate.run(validate.ValidateConfig.from_params(params["validate"]), work)
         rows.append(("validate", summary["records"], time.perf_counter() - t, summary["megabytes"]))
         print(f"videos: {summary['videos']}   records: {summary['records']}   cores: {os.cpu_count()}")
         print(f"{'stage':<10}{'records':>9}{'seconds':>9}{'records/s':>11}{'MB/s':>8}")
@@ -52,7 +52,6 @@ def main() -> None:
             print(f"{name:<10}{n:>9}{sec:>9.2f}{n / sec:>11.0f}{mb / sec:>8.2f}")
         total = sum(r[2] for r in rows)
         print(f"{'total':<10}{'':>9}{total:>9.2f}")
-        del ing
     finally:
         os.chdir(cwd)
         shutil.rmtree(work, ignore_errors=True)
