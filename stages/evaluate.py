@@ -2,7 +2,8 @@
 
 Reads models/{base,sft,rl}, reports/tts/policy.json, data/validated/{test,train}.jsonl, params `eval`,
 `video`, `compute`. Writes to reports/eval/: predictions/<model>.jsonl (+ <model>.blank.jsonl,
-<model>.shuffled.jsonl, constant.jsonl; rows {"id", "prediction"}), items.jsonl (the evaluated test
+<model>.shuffled.jsonl, constant.jsonl; rows {"id", "prediction"}; <model>.frames.jsonl: rows {"id",
+"sampler", "frame_times"}, the seconds of the frames each answer saw), items.jsonl (the evaluated test
 records), metrics.json (every number with its 95 % bootstrap interval and every setting used),
 summary.json (flat headline numbers: the DVC metrics file), ladder.csv (DVC plot) and report.html.
 Scores come from stages.score.score_predictions only, so `vr score --split reports/eval/items.jsonl
@@ -40,9 +41,9 @@ from stages.score import score_predictions
 from stages.sft_data import select_records
 from stages.tracking import stage_run
 from stages.train_common import model_digest
-from stages.tts import POLICY_FILE, metric_value, subset
+from stages.tts import POLICY_FILE, metric_value, subset, with_sampler
 from stages.tts_strategies import apply_policy, greedy
-from stages.video_inputs import VideoConfig
+from stages.video_inputs import VideoConfig, count_video_tokens
 
 log = logging.getLogger(__name__)
 PREDICTIONS_DIR, ITEMS_FILE, METRICS_FILE = "predictions", "items.jsonl", "metrics.json"
@@ -119,14 +120,21 @@ def evaluate_model(name: str, engine: Engine, answer, records: list[dict], ev: d
         eng = engine if condition == "video" else \
             engine.with_frames(engine.frames.with_transform(control_transform(condition, ev["seed"])))
         t0 = time.perf_counter()
-        answers = answer(eng, records)
+        with count_video_tokens() as meter:
+            answers = answer(eng, records)
         seconds = time.perf_counter() - t0
         predictions = [{"id": str(r["id"]), "prediction": a.text} for r, a in zip(records, answers)]
+        if condition == "video":  # what the sampler chose: the true times (seconds) of each answer's frames
+            write_jsonl(pred_dir / f"{name}.frames.jsonl", [
+                {"id": str(r["id"]), "sampler": eng.frames.video.sampler,
+                 "frame_times": [round(t, 4) for t in eng.frames.get(r, a.frames).timestamps]}
+                for r, a in zip(records, answers)])
         file = pred_dir / (f"{name}.jsonl" if condition == "video" else f"{name}.{condition}.jsonl")
         block = {"metrics": _score(records, predictions, file, ev), "predictions": str(file),
                  "cost": {"tokens_per_item": sum(a.tokens for a in answers) / len(records),
                           "seconds_per_item": seconds / len(records),
-                          "generations_per_item": sum(a.generations for a in answers) / len(records)}}
+                          "generations_per_item": sum(a.generations for a in answers) / len(records),
+                          "sampler": eng.frames.video.sampler, **meter.summary()}}
         if condition == "video":
             out.update(block)
         else:
@@ -161,6 +169,7 @@ def run(cfg: EvalRun) -> dict[str, Any]:
                 batch_size=ev["batch_size"], model_version=version, torch_threads=ev["torch_threads"])
             loaded[str(path)] = engine
             if name == "rl_tts":
+                engine = with_sampler(engine, policy.get("sampler"))
                 answer = lambda eng, recs: apply_policy(eng, recs, policy)  # noqa: E731
             else:
                 answer = lambda eng, recs: greedy(eng, recs, decoding=decoding)  # noqa: E731

@@ -3,6 +3,9 @@
 Reads params `data.synthetic`; writes data/raw/synthetic/{videos/*.mp4, annotations.jsonl} (video paths
 relative to data/raw/synthetic) and reports/generate/summary.json. Run: `dvc repro generate` or
 `python -m stages.generate`. The same seed gives byte-identical annotations, whatever the worker count.
+Long clips (`data.synthetic.long.videos`, off by default; stages/world/long.py) go to
+videos/long-<split>-<index>.mp4 with source LONG_SOURCE, after the default clips, from their own seed
+streams, so turning them on leaves every default clip and record unchanged.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from stages.paths import GENERATE_REPORT, SYNTHETIC_DIR
 from stages.schema import SPLITS, make_record
 from stages.video_io import encode_mp4
 from stages.world.config import WorldConfig
+from stages.world.long import long_items, render_long, sample_long_scene
 from stages.world.perception import perception_items
 from stages.world.questions import reasoning_items
 from stages.world.render import render
@@ -29,11 +33,13 @@ from stages.world.scene import Scene, sample_scene
 
 log = logging.getLogger(__name__)
 SOURCE = "synthetic-world/v1"
+LONG_SOURCE = "synthetic-world-long/v1"
 
 
-def video_rng(seed: int, split: str, index: int) -> np.random.Generator:
+def video_rng(seed: int, split: str, index: int, mode: str = "default") -> np.random.Generator:
     """Independent stream per video: results do not depend on generation order or worker count."""
-    return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), index]))
+    key = [seed, SPLITS.index(split), index] + ([1] if mode == "long" else [])
+    return np.random.default_rng(np.random.SeedSequence(key))
 
 
 def scene_for(cfg: WorldConfig, split: str, index: int) -> tuple[Scene, np.random.Generator]:
@@ -59,8 +65,28 @@ def records_for(cfg: WorldConfig, split: str, index: int) -> list[dict]:
     return records
 
 
-def _make_video(job: tuple[WorldConfig, str, int, str]) -> list[dict]:
-    cfg, split, index, out_dir = job
+def long_records_for(cfg: WorldConfig, split: str, index: int) -> list[dict]:
+    """All records of one long clip, in a fixed order (meta.mode "long")."""
+    scene = sample_long_scene(video_rng(cfg.seed, split, index, "long"), cfg)
+    video_id = f"long-{split}-{index:05d}"
+    records = []
+    for j, (problem_type, fields) in enumerate(long_items(scene)):
+        task = fields.pop("task")
+        records.append(make_record(
+            id=f"syn-{video_id}-{j:02d}-{task}", video=f"videos/{video_id}.mp4", duration=scene.duration,
+            problem_type=problem_type, split=split, source=LONG_SOURCE, fps=scene.fps, width=scene.width,
+            height=scene.height, meta={"kind": "reasoning", "task": task, "video_id": video_id, "mode": "long"},
+            **fields))
+    return records
+
+
+def _make_video(job: tuple[WorldConfig, str, int, str, str]) -> list[dict]:
+    cfg, split, index, out_dir, mode = job
+    if mode == "long":
+        scene = sample_long_scene(video_rng(cfg.seed, split, index, "long"), cfg)
+        encode_mp4(render_long(scene), scene.fps, Path(out_dir) / f"videos/long-{split}-{index:05d}.mp4",
+                   crf=cfg.crf)
+        return long_records_for(cfg, split, index)
     scene, _ = scene_for(cfg, split, index)
     encode_mp4(render(scene), scene.fps, Path(out_dir) / f"videos/{split}-{index:05d}.mp4", crf=cfg.crf)
     return records_for(cfg, split, index)
@@ -69,7 +95,8 @@ def _make_video(job: tuple[WorldConfig, str, int, str]) -> list[dict]:
 def run(cfg: WorldConfig, out_dir: Path) -> dict:
     """Render every video into out_dir/videos and write out_dir/annotations.jsonl; return a summary."""
     t0 = time.perf_counter()
-    jobs = [(cfg, split, i, str(out_dir)) for split in SPLITS for i in range(cfg.videos.get(split, 0))]
+    jobs = [(cfg, split, i, str(out_dir), "default") for split in SPLITS for i in range(cfg.videos.get(split, 0))]
+    jobs += [(cfg, split, i, str(out_dir), "long") for split in SPLITS for i in range(cfg.long.videos.get(split, 0))]
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
     progress = dict(total=len(jobs), desc="generate", unit="video", mininterval=2)
@@ -90,6 +117,7 @@ def run(cfg: WorldConfig, out_dir: Path) -> dict:
         "by_problem_type": {s: dict(Counter(r["problem_type"] for r in records if r["split"] == s))
                             for s in SPLITS},
         "by_kind": dict(Counter(r["meta"]["kind"] for r in records)),
+        "long_videos": sum(1 for job in jobs if job[4] == "long"),
     }
 
 

@@ -40,7 +40,7 @@ from stages.train_common import (
     parse_trl_config,
     prepare_checkpoints,
 )
-from stages.video_inputs import VideoConfig, build_messages
+from stages.video_inputs import VideoConfig, build_messages, count_video_tokens
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +178,12 @@ def run(cfg: RLRun) -> dict[str, Any]:
         trainer = (TemporalContrastGRPOTrainer(**kwargs, temporal_contrast=contrast) if contrast.enabled
                    else VideoGRPOTrainer(**kwargs))
         t0 = time.perf_counter()
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        with count_video_tokens() as meter:  # video tokens per prompt row, at the processor
+            result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         seconds = time.perf_counter() - t0
         rows = curves(trainer.state.log_history, [f.__name__ for f in funcs])
         summary = _summary(trainer, result, rows, resume, seconds, len(records), own)
+        summary.update({k: v for k, v in meter.summary().items() if v is not None})
         _save_final(trainer, processor, cfg.out_dir)
         if trainer.is_world_process_zero():
             write_curves(cfg.reports_dir / "curves.csv", rows)

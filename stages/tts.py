@@ -1,14 +1,17 @@
-"""`tts` stage (calibration): sweep strategy × samples × frame budget on the val split, choose a policy.
+"""`tts` stage (calibration): sweep sampler × strategy × samples × frame budget on the val split, choose a policy.
 
 Reads models/rl, data/validated/val.jsonl (reasoning records, `tts.max_items_per_type` per type),
 params `tts`, `video`, `compute`; writes reports/tts/curve.csv (one row per point: metric with its 95 %
-interval, generated tokens and wall seconds per item) and reports/tts/policy.json (the point chosen by
-`tts.rule`, default: the cheapest point within epsilon of the best metric). Run: `python -m stages.tts`.
+interval, generated tokens, video tokens and wall seconds per item) and reports/tts/policy.json (the point
+chosen by `tts.rule`, default: the cheapest point within epsilon of the best metric; it names the frame
+sampler, which evaluate and the registered model then use). Run: `python -m stages.tts`.
 
 Cost of the sweep: samples are drawn once per frame level (n = max of `tts.n`) and every point replays
 the first n of them, so self-consistency, confidence vote, best-of-n and sparse-to-dense share draws.
 A point's seconds are its share of the measured generation time (n / n_max of the level's sampling
 seconds per item, summed over the levels an item visits) plus its own measured vote/scoring time.
+`tts.samplers` (stages/samplers.py) is the outer axis: each sampler gets its own frames and samples. Video
+tokens per item are measured at the processor (None with a backend that bypasses it, e.g. vLLM).
 """
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ from typing import Any
 from stages import telemetry  # noqa: F401
 from stages.answer_format import PROMPT_VERSION
 from stages.atomic import atomic_path, read_jsonl, write_json
-from stages.inference import Decoding, Engine, load_engine
+from stages.inference import Decoding, Engine, FrameSource, load_engine
 from stages.paths import MODELS_RL, TTS_REPORTS, split_file
+from stages.samplers import SAMPLERS
 from stages.score import score_predictions
 from stages.sft_data import select_records
 from stages.tracking import stage_run
@@ -36,15 +40,17 @@ from stages.tts_strategies import (
     select_vote,
     sparse_to_dense,
 )
-from stages.video_inputs import VideoConfig
+from stages.video_inputs import VideoConfig, count_video_tokens
 
 log = logging.getLogger(__name__)
 CURVE_FILE, POLICY_FILE = "curve.csv", "policy.json"
-CURVE_COLUMNS = ("point", "strategy", "n", "frames", "metric", "metric_low", "metric_high",
-                 "tokens_per_item", "seconds_per_item", "generations_per_item", "items", "chosen")
+CURVE_COLUMNS = ("point", "sampler", "strategy", "n", "frames", "metric", "metric_low", "metric_high",
+                 "tokens_per_item", "video_tokens_per_item", "seconds_per_item", "generations_per_item", "items",
+                 "chosen")
 
 DEFAULTS: dict[str, Any] = {
-    "max_items_per_type": 4, "strategies": list(STRATEGIES), "n": [4], "frames": [4, 8], "start_frames": 2,
+    "max_items_per_type": 4, "samplers": ["uniform"], "strategies": list(STRATEGIES), "n": [4], "frames": [4, 8],
+    "start_frames": 2,
     "agreement": 1.0, "iou_threshold": 0.5, "scorer": "likelihood",
     "decoding": {"max_new_tokens": 192, "temperature": 0.8, "top_p": 0.95, "top_k": 0, "seed": 0},
     "metric": "summary.AM", "rule": {"name": "cheapest_within", "epsilon": 0.01, "cost": "tokens_per_item"},
@@ -62,7 +68,21 @@ def settings(params: dict[str, Any] | None) -> dict[str, Any]:
         out[nested] = {**DEFAULTS[nested], **(params.get(nested) or {})}
     if bad := [s for s in out["strategies"] if s not in STRATEGIES]:
         raise ValueError(f"params tts.strategies: unknown {bad[0]!r} (known: {STRATEGIES})")
+    if not out["samplers"]:
+        raise ValueError(f"params tts.samplers: empty (name at least one of {list(SAMPLERS)})")
+    if bad := [s for s in out["samplers"] if s not in SAMPLERS]:
+        raise ValueError(f"params tts.samplers: unknown {bad[0]!r} (known: {list(SAMPLERS)})")
     return out
+
+
+def with_sampler(engine: Engine, sampler: str | None) -> Engine:
+    """The engine whose frames come from `sampler` (params `video` otherwise unchanged; its own frame
+    cache); the engine itself when it already samples so or `sampler` is None (older policies)."""
+    source = engine.frames
+    if sampler is None or source.video.sampler == sampler:
+        return engine
+    video = VideoConfig.from_params({**source.video.__dict__, "sampler": sampler})
+    return engine.with_frames(FrameSource(video, getattr(source, "video_root", "."), source.transform))
 
 
 def subset(records: list[dict], per_type: int | None) -> list[dict]:
@@ -133,35 +153,46 @@ def _levels(cfg: dict[str, Any]) -> list[int]:
 
 
 def sweep(engine: Engine, records: list[dict], cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """All points of the sweep as curve rows (chosen = 0)."""
+    """All points of the sweep as curve rows (chosen = 0): every sampler of cfg["samplers"] in turn."""
+    return [row for sampler in cfg["samplers"] for row in _sweep_sampler(with_sampler(engine, sampler), records,
+                                                                           cfg, sampler)]
+
+
+def _sweep_sampler(engine: Engine, records: list[dict], cfg: dict[str, Any], sampler: str) -> list[dict[str, Any]]:
     sampling = Decoding.from_params({**cfg["decoding"], "do_sample": True})
     greedy_dec = Decoding.from_params({**cfg["decoding"], "do_sample": False})
     n_max, sampled = max(cfg["n"]), [s for s in cfg["strategies"] if s != "greedy"]
-    greedy_pool, pool, secs = {}, {}, {}
+    greedy_pool, pool, secs, vtok = {}, {}, {}, {}
     for level in _levels(cfg):
-        if "greedy" in cfg["strategies"] and level in cfg["frames"]:
-            t0 = time.perf_counter()
-            greedy_pool[level] = engine.generate(records, decoding=greedy_dec, frames=level, desc=f"greedy @{level}f")
-            secs[("greedy", level)] = (time.perf_counter() - t0) / len(records)
-        if sampled:
-            t0 = time.perf_counter()
-            pool[level] = engine.generate(records, n=n_max, decoding=sampling, frames=level,
-                                          desc=f"sample x{n_max} @{level}f")
-            secs[("sample", level)] = (time.perf_counter() - t0) / len(records) / n_max
+        with count_video_tokens() as meter:
+            if "greedy" in cfg["strategies"] and level in cfg["frames"]:
+                t0 = time.perf_counter()
+                greedy_pool[level] = engine.generate(records, decoding=greedy_dec, frames=level,
+                                                     desc=f"{sampler} greedy @{level}f")
+                secs[("greedy", level)] = (time.perf_counter() - t0) / len(records)
+            if sampled:
+                t0 = time.perf_counter()
+                pool[level] = engine.generate(records, n=n_max, decoding=sampling, frames=level,
+                                              desc=f"{sampler} sample x{n_max} @{level}f")
+                secs[("sample", level)] = (time.perf_counter() - t0) / len(records) / n_max
+        vtok[level] = meter.summary()["video_tokens_per_item"]
     rows = []
     for frames in cfg["frames"]:
         if "greedy" in cfg["strategies"]:
             answers = [Answer(g[0].text, None, g[0].n_tokens, 1, frames) for g in greedy_pool[frames]]
-            rows.append(_row(records, answers, "greedy", 1, frames, secs[("greedy", frames)], cfg))
+            rows.append(_row(records, answers, sampler, "greedy", 1, frames, secs[("greedy", frames)],
+                             vtok[frames], cfg))
         for n in sorted(cfg["n"]):
             first = {lv: [g[:n] for g in gens] for lv, gens in pool.items()}
             for strategy in sampled:
                 t0 = time.perf_counter()
                 answers = _replay(engine, records, strategy, n, frames, first, cfg)
                 own = (time.perf_counter() - t0) / len(records)
-                gen_secs = sum(n * secs[("sample", lv)] for a in answers
-                               for lv in _visited(a, cfg, frames)) / len(records)
-                rows.append(_row(records, answers, strategy, n, frames, gen_secs + own, cfg))
+                visits = [_visited(a, cfg, frames) for a in answers]
+                gen_secs = sum(n * secs[("sample", lv)] for v in visits for lv in v) / len(records)
+                video = None if any(vtok[lv] is None for v in visits for lv in v) else \
+                    sum(vtok[lv] for v in visits for lv in v) / len(records)
+                rows.append(_row(records, answers, sampler, strategy, n, frames, gen_secs + own, video, cfg))
     return rows
 
 
@@ -187,7 +218,7 @@ def _replay(engine, records, strategy, n, frames, first, cfg) -> list[Answer]:
                            sampler=lambda recs, lv: [first[lv][index[id(r)]] for r in recs])
 
 
-def _row(records, answers, strategy, n, frames, seconds, cfg) -> dict[str, Any]:
+def _row(records, answers, sampler, strategy, n, frames, seconds, video_tokens, cfg) -> dict[str, Any]:
     predictions = [{"id": str(r["id"]), "prediction": a.text} for r, a in zip(records, answers)]
     metrics, _ = score_predictions(records, predictions, cfg["seed"], n_boot=cfg["n_boot"], where="tts sweep")
     value, ci = metric_value(metrics, cfg["metric"])
@@ -195,20 +226,24 @@ def _row(records, answers, strategy, n, frames, seconds, cfg) -> dict[str, Any]:
         log.warning("metric %s undefined on this subset; using overall.score", cfg["metric"])
         value, ci = metric_value(metrics, "overall.score")
     k = len(records)
-    return {"point": f"{strategy} n={n} frames={frames}", "strategy": strategy, "n": n, "frames": frames,
+    return {"point": f"{strategy} n={n} frames={frames} sampler={sampler}", "sampler": sampler,
+            "strategy": strategy, "n": n, "frames": frames,
             "metric": value, "metric_low": ci[0] if ci else None, "metric_high": ci[1] if ci else None,
-            "tokens_per_item": sum(a.tokens for a in answers) / k, "seconds_per_item": seconds,
+            "tokens_per_item": sum(a.tokens for a in answers) / k, "video_tokens_per_item": video_tokens,
+            "seconds_per_item": seconds,
             "generations_per_item": sum(a.generations for a in answers) / k, "items": k, "chosen": 0}
 
 
 def policy_from(row: dict[str, Any], cfg: dict[str, Any], video: VideoConfig, model_version: str) -> dict:
-    """policy.json: what tts_strategies.apply_policy reads, plus how and on what it was chosen."""
+    """policy.json: what tts_strategies.apply_policy reads, the frame sampler (applied with
+    `with_sampler`), plus how and on what it was chosen."""
     greedy = row["strategy"] == "greedy"
-    return {"strategy": row["strategy"], "n": row["n"], "frames": row["frames"],
+    return {"strategy": row["strategy"], "n": row["n"], "frames": row["frames"], "sampler": row["sampler"],
             "decoding": {**cfg["decoding"], "do_sample": not greedy},
             "iou_threshold": cfg["iou_threshold"], "scorer": cfg["scorer"], "start_frames": cfg["start_frames"],
             "agreement": cfg["agreement"], "metric": cfg["metric"], "value": row["metric"],
             "ci95": [row["metric_low"], row["metric_high"]], "tokens_per_item": row["tokens_per_item"],
+            "video_tokens_per_item": row["video_tokens_per_item"],
             "seconds_per_item": row["seconds_per_item"], "rule": cfg["rule"], "val_items": row["items"],
             "video": video.__dict__, "prompt_version": PROMPT_VERSION, "model_version": model_version}
 
@@ -234,8 +269,8 @@ def run(cfg: TTSRun) -> dict[str, Any]:
                                            dtype=cfg.compute.get("dtype", "float32"),
                                            batch_size=tts["batch_size"], model_version=version,
                                            torch_threads=tts["torch_threads"])
-        log.info("tts: %d val items, strategies %s, n %s, frames %s", len(records), tts["strategies"],
-                 tts["n"], tts["frames"])
+        log.info("tts: %d val items, samplers %s, strategies %s, n %s, frames %s", len(records),
+                 tts["samplers"], tts["strategies"], tts["n"], tts["frames"])
         rows = sweep(engine, records, tts)
         chosen = choose_point(rows, tts["rule"])
         chosen["chosen"] = 1

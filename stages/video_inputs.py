@@ -1,30 +1,34 @@
 """The one way a record becomes model input, shared by sft, rl, tts and evaluate.
 
-1. `sample_video(path, cfg)`: choose frame indices (params `video`), decode them with PyAV, and keep
-   their real timestamps (seconds, frame k of the file at k / file_fps) and the sampled rate.
+1. `sample_video(path, cfg)`: choose frame indices with the sampler of params `video.sampler`
+   (stages/samplers.py: uniform, fps, keyframes, keyclips), decode them with PyAV, and keep their real
+   timestamps (seconds, frame k of the file at k / file_fps) and the sampled rate.
 2. `build_messages(record, video)`: the chat (user: video + build_prompt(record); assistant:
    the target from stages/answer_format), never a prompt written anywhere else.
 3. `processor_inputs(processor, conversations, videos, cfg)`: tokens and pixels through the standard
    processor, always with `video_metadata` carrying the real sampled fps. Without it transformers
    assumes 24 fps and silently corrupts Qwen2.5-VL's `second_per_grid_ts` (DESIGN.md section 6).
+   Each call adds its per-video token counts (`video_tokens`) to any open `count_video_tokens()` meter,
+   which is how sft, rl, tts and evaluate report video tokens per item.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stages.answer_format import build_prompt, format_direct_target, format_target
+from stages.samplers import SAMPLERS, Clip, num_frames, select
 from stages.video_io import VideoError, decode_frames, probe
 
 # Qwen2.5-VL's vision special tokens (never to be generated) and the processor's per-video tensors.
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
 VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 
-SAMPLERS = ("uniform",)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,11 @@ class VideoConfig:
     [min_frames, max_frames] and rounded down to a multiple of temporal_patch_size (2 for Qwen2.5-VL,
     so the processor never pads by repeating a frame). max_pixels / min_pixels: per-frame pixel budget
     handed to the processor (112×112 = 12544 keeps the synthetic frames at their size).
+    sampler: a name in stages/samplers.py SAMPLERS. change_share: share of the frames (keyframes) or
+    clips (keyclips) placed at the largest inter-frame changes, in [0, 1]; score_fps: rate (frames per
+    second of video time) at which changes are scored, None for every frame; clip_frames: frames per
+    key clip, a multiple of temporal_patch_size; keyclip_factor: key clips take this many times the
+    frames at 1/this of the tokens per frame (same video tokens as uniform).
     """
 
     fps: float = 1.0
@@ -44,6 +53,10 @@ class VideoConfig:
     min_pixels: int = 28 * 28 * 4
     sampler: str = "uniform"
     temporal_patch_size: int = 2
+    change_share: float = 0.5
+    score_fps: float | None = 4.0
+    clip_frames: int = 4
+    keyclip_factor: int = 4
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> "VideoConfig":
@@ -53,7 +66,16 @@ class VideoConfig:
             raise ValueError(f"params video: unknown key '{unknown[0]}' (known: {sorted(known)})")
         cfg = cls(**params)
         if cfg.sampler not in SAMPLERS:
-            raise ValueError(f"params video.sampler: unknown sampler {cfg.sampler!r} (known: {SAMPLERS})")
+            raise ValueError(f"params video.sampler: unknown sampler {cfg.sampler!r} (known: {list(SAMPLERS)})")
+        if not 0.0 <= cfg.change_share <= 1.0:
+            raise ValueError(f"params video.change_share: must lie in [0, 1], got {cfg.change_share!r}")
+        if cfg.score_fps is not None and not cfg.score_fps > 0:
+            raise ValueError(f"params video.score_fps: must be > 0 or null, got {cfg.score_fps!r}")
+        if not isinstance(cfg.clip_frames, int) or cfg.clip_frames < 1 or cfg.clip_frames % cfg.temporal_patch_size:
+            raise ValueError(f"params video.clip_frames: must be a positive multiple of temporal_patch_size "
+                             f"({cfg.temporal_patch_size}), got {cfg.clip_frames!r}")
+        if not isinstance(cfg.keyclip_factor, int) or cfg.keyclip_factor < 1:
+            raise ValueError(f"params video.keyclip_factor: must be an integer >= 1, got {cfg.keyclip_factor!r}")
         if not 0 < cfg.min_frames <= cfg.max_frames or cfg.fps <= 0:
             raise ValueError("params video: need fps > 0 and 0 < min_frames <= max_frames")
         if cfg.min_pixels > cfg.max_pixels:
@@ -67,8 +89,10 @@ class VideoConfig:
 
 @dataclass(frozen=True)
 class SampledVideo:
-    """Frames taken from a file. timestamps: seconds of each frame in the file; sampled_fps: frames
-    per second of video time actually kept (n_kept / n_file_frames × file_fps)."""
+    """Frames taken from a file. timestamps: seconds of each frame in the file (exact, whatever the
+    sampler); sampled_fps: frames per second of video time actually kept (n_kept / n_file_frames ×
+    file_fps), for irregular selections the mean rate (see stages/samplers.py on time positions);
+    sampler / choice: which sampler chose the frames and what it chose (change frames, clips, scale)."""
 
     path: str
     frames: np.ndarray          # T×H×W×3 uint8 RGB
@@ -77,6 +101,8 @@ class SampledVideo:
     sampled_fps: float
     file_fps: float
     n_file_frames: int
+    sampler: str = "uniform"
+    choice: dict[str, Any] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any]:
         """`video_metadata` for the processor: the frames passed are all the frames it sees, so
@@ -90,14 +116,6 @@ class SampledVideo:
         return replace(self, frames=frames)
 
 
-def num_frames(n_file_frames: int, file_fps: float, cfg: VideoConfig) -> int:
-    """How many frames to keep: duration × cfg.fps, clamped, a multiple of the temporal patch."""
-    want = round(n_file_frames / file_fps * cfg.fps)
-    want = min(max(want, cfg.min_frames), cfg.max_frames, n_file_frames)
-    step = cfg.temporal_patch_size
-    return max(step, want // step * step) if n_file_frames >= step else n_file_frames
-
-
 def sample_indices(n_file_frames: int, file_fps: float, cfg: VideoConfig) -> list[int]:
     """Uniform sampler: frame k of n kept is the file frame floor(k × n_file_frames / n) (the first
     frame included, spacing as even as the file's frame grid allows)."""
@@ -105,20 +123,74 @@ def sample_indices(n_file_frames: int, file_fps: float, cfg: VideoConfig) -> lis
     return [math.floor(k * n_file_frames / n) for k in range(n)]
 
 
+def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """T×H×W×3 uint8 frames resized to size = (height, width) (area averaging when shrinking)."""
+    from PIL import Image
+
+    if frames.shape[1:3] == tuple(size):
+        return frames
+    box = Image.Resampling.BOX
+    return np.stack([np.asarray(Image.fromarray(f).resize((size[1], size[0]), box)) for f in frames])
+
+
 def sample_video(path: str | Path, cfg: VideoConfig) -> SampledVideo:
-    """Decode the frames `cfg` selects from the file at `path` (PyAV)."""
+    """Decode the frames cfg.sampler selects from the file at `path` (PyAV); key clips come resized to
+    their smaller size, other selections keep the file's size (the processor resizes them)."""
     info = probe(path, decode=False)
     n_file = info.n_frames
     if n_file <= 0:  # containers that do not store a frame count
         n_file = probe(path, decode=True).n_frames
-    indices = sample_indices(n_file, info.fps, cfg)
+    selection = select(Clip(str(path), n_file, info.fps, info.width, info.height), cfg)
+    indices = list(selection.indices)
     frames, file_fps = decode_frames(path, indices)
     if len(frames) != len(indices):
         raise VideoError(f"{path}: decoded {len(frames)} frames, expected {len(indices)}")
+    if selection.size is not None:
+        frames = _resize(frames, selection.size)
     return SampledVideo(
         path=str(path), frames=frames, indices=tuple(indices),
         timestamps=tuple(i / file_fps for i in indices),
-        sampled_fps=len(indices) / n_file * file_fps, file_fps=file_fps, n_file_frames=n_file)
+        sampled_fps=len(indices) / n_file * file_fps, file_fps=file_fps, n_file_frames=n_file,
+        sampler=cfg.sampler, choice=dict(selection.info))
+
+
+# ---- video tokens ----------------------------------------------------------------------------------
+
+def video_tokens(batch, merge_size: int = 2) -> list[int]:
+    """Video tokens of each video in a processor batch: t × h × w / merge_size² from video_grid_thw
+    (the number of <|video_pad|> tokens the model reads for it)."""
+    grid = batch["video_grid_thw"] if "video_grid_thw" in batch else None
+    if grid is None:
+        return []
+    return [int(t * h * w) // merge_size ** 2 for t, h, w in grid.tolist()]
+
+
+class VideoTokenMeter:
+    """Video tokens per processed video, collected while a `count_video_tokens()` block is open."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    def summary(self) -> dict[str, float | int | None]:
+        """video_tokens_per_item (mean), video_tokens_max and video_token_rows (videos counted);
+        None when nothing went through processor_inputs (e.g. a vLLM engine or a fake)."""
+        c = self.counts
+        return {"video_tokens_per_item": sum(c) / len(c) if c else None,
+                "video_tokens_max": max(c) if c else None, "video_token_rows": len(c)}
+
+
+_METERS: list[VideoTokenMeter] = []
+
+
+@contextlib.contextmanager
+def count_video_tokens():
+    """Collect the video tokens of every processor_inputs call made in the block (this process)."""
+    meter = VideoTokenMeter()
+    _METERS.append(meter)
+    try:
+        yield meter
+    finally:
+        _METERS.remove(meter)
 
 
 def user_text(record: dict) -> str:
@@ -182,7 +254,12 @@ def processor_inputs(processor, conversations: list[list[dict]], videos: list[Sa
     }
     if max_length is not None:
         kwargs.update(truncation=True, max_length=max_length)
-    return processor.apply_chat_template(
+    batch = processor.apply_chat_template(
         filled, chat_template=chat_template, tokenize=True, return_dict=True, return_tensors="pt",
         add_generation_prompt=add_generation_prompt, return_assistant_tokens_mask=assistant_mask,
         processor_kwargs=kwargs)
+    if _METERS:
+        counts = video_tokens(batch, getattr(processor.video_processor, "merge_size", 2))
+        for meter in _METERS:
+            meter.counts.extend(counts)
+    return batch

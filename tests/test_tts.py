@@ -7,8 +7,8 @@ import pytest
 from stages.answer_format import format_target
 from stages.atomic import write_jsonl
 from stages.inference import Generation
-from stages.tts import TTSRun, choose_point, metric_value, run, settings
-from tests.test_tts_strategies import FakeEngine
+from stages.tts import TTSRun, choose_point, metric_value, run, settings, with_sampler
+from tests.test_tts_strategies import FakeEngine, FakeFrames
 
 
 def point(name, metric, tokens, generations=1.0):
@@ -41,6 +41,10 @@ def test_ties_in_cost_go_to_the_better_metric_and_errors_are_named():
         choose_point(rows, {"name": "pareto"})
     with pytest.raises(ValueError, match="unknown key 'samples'"):
         settings({"samples": 3})
+    with pytest.raises(ValueError, match="tts.samplers: unknown 'random'"):
+        settings({"samplers": ["uniform", "random"]})
+    with pytest.raises(ValueError, match="tts.samplers: empty"):
+        settings({"samplers": []})
 
 
 def test_metric_paths_include_dotted_metric_names():
@@ -83,10 +87,11 @@ def test_sweep_writes_curve_and_policy(tmp_path):
                         out_dir=tmp_path / "tts", tracking=False, engine=engine))
     rows = list(csv.DictReader(open(tmp_path / "tts/curve.csv")))
     assert len(rows) == 2 * (1 + 2 * 4)  # frames × (greedy + n values × sampled strategies)
-    assert [r["point"] for r in rows if r["chosen"] == "1"] == ["greedy n=1 frames=4"]
+    assert [r["point"] for r in rows if r["chosen"] == "1"] == ["greedy n=1 frames=4 sampler=uniform"]
     assert policy["strategy"] == "greedy" and policy["frames"] == 4 and policy["value"] == 1.0
+    assert policy["sampler"] == "uniform" and {r["sampler"] for r in rows} == {"uniform"}
     assert json.loads((tmp_path / "tts/policy.json").read_text())["decoding"]["do_sample"] is False
-    s2d = {r["point"]: r for r in rows if r["strategy"] == "sparse_to_dense"}
+    s2d = {r["point"].replace(" sampler=uniform", ""): r for r in rows if r["strategy"] == "sparse_to_dense"}
     # at a 4-frame cap, the 2-frame samples disagree on multiple choice, so those items also pay for 4 frames
     assert float(s2d["sparse_to_dense n=2 frames=4"]["tokens_per_item"]) > \
         float(s2d["sparse_to_dense n=2 frames=2"]["tokens_per_item"])
@@ -94,3 +99,40 @@ def test_sweep_writes_curve_and_policy(tmp_path):
     assert float(s2d["sparse_to_dense n=2 frames=4"]["metric"]) == 0.5
     # samples were drawn once per frame level (greedy + n_max samples), then replayed
     assert [(c["frames"], c["n"]) for c in engine.calls] == [(2, 1), (2, 4), (4, 1), (4, 4)]
+
+
+class SamplerEngine(FakeEngine):
+    """A fake engine that is right from 2 frames on under `keyframes` and never under `uniform`."""
+
+    def generate(self, records, *, n=1, decoding=None, frames=None, desc=""):
+        sampler = self.frames.video.sampler
+        self.calls.append({"sampler": sampler, "frames": frames, "n": n})
+        script = oracle_at(2 if sampler == "keyframes" else 99)
+        return [[script(r, frames, k, decoding.do_sample, None) for k in range(n)] for r in records]
+
+    def with_frames(self, source):
+        clone = SamplerEngine(self.script, self.loglik_fn, source)
+        clone.calls = self.calls
+        return clone
+
+
+def test_sampler_is_a_sweep_axis_and_the_policy_names_it(tmp_path):
+    write_jsonl(tmp_path / "val.jsonl", records())
+    engine = SamplerEngine(None, loglik=lambda r, c: -1.0)
+    params = {"samplers": ["uniform", "keyframes"], "strategies": ["greedy", "self_consistency"], "n": [2],
+              "frames": [2, 4], "n_boot": 50, "metric": "overall.score", "rule": {"name": "cheapest_within",
+                                                                                     "epsilon": 0.0}}
+    policy = run(TTSRun(tts=params, val_file=tmp_path / "val.jsonl", model_dir=tmp_path / "none",
+                        out_dir=tmp_path / "tts", tracking=False, engine=engine))
+    rows = list(csv.DictReader(open(tmp_path / "tts/curve.csv")))
+    assert len(rows) == 2 * 2 * 2 and {r["sampler"] for r in rows} == {"uniform", "keyframes"}
+    assert all(r["video_tokens_per_item"] == "" for r in rows)  # a fake engine never reaches the processor
+    # only keyframes are right; at equal cost the first of its points in sweep order (2 frames) wins
+    assert (policy["sampler"], policy["strategy"], policy["frames"]) == ("keyframes", "greedy", 2)
+    assert [r["point"] for r in rows if r["chosen"] == "1"] == ["greedy n=1 frames=2 sampler=keyframes"]
+    assert {c["sampler"] for c in engine.calls} == {"uniform", "keyframes"}
+    # the policy's sampler is applied on top of params `video`, the rest of it unchanged
+    swapped = with_sampler(FakeEngine(None), policy["sampler"])
+    assert swapped.frames.video.sampler == "keyframes" and swapped.frames.video.max_frames == 8
+    same = FakeEngine(None, frames=FakeFrames())
+    assert with_sampler(same, "uniform") is same and with_sampler(same, None) is same

@@ -22,6 +22,52 @@ SHAPES = ("circle", "square", "triangle", "diamond")
 
 
 @dataclass(frozen=True)
+class LongConfig:
+    """Long clips ("needle in a video haystack", params `data.synthetic.long`; stages/world/long.py):
+    durations in [min, max] seconds (whole seconds) at a low frame rate, a few coloured shapes each
+    visible for `event_s` seconds, as many grey shapes as brief (decoys), and grey dots drifting with
+    wrap-around the whole time. Off by default (no videos)."""
+
+    videos: dict[str, int] = field(default_factory=dict)
+    duration_s: tuple[float, float] = (60.0, 600.0)
+    fps: int = 1
+    events: tuple[int, int] = (1, 3)
+    decoys: tuple[int, int] = (2, 4)
+    event_s: tuple[int, int] = (2, 6)
+    dots: tuple[int, int] = (1, 3)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> "LongConfig":
+        params = dict(params or {})
+        known = {f.name for f in fields(cls)}
+        if unknown := sorted(set(params) - known):
+            raise ValueError(f"params data.synthetic.long: unknown key '{unknown[0]}' (known: {sorted(known)})")
+        cfg = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        def fail(key: str, problem: str) -> None:
+            raise ValueError(f"params data.synthetic.long.{key}: {problem}")
+
+        if set(self.videos) - set(SPLITS) or any(int(n) < 0 for n in self.videos.values()):
+            fail("videos", f"splits must be among {SPLITS}, counts >= 0")
+        if self.fps < 1:
+            fail("fps", "must be >= 1")
+        lo, hi = self.event_s
+        if not 1 <= lo <= hi:
+            fail("event_s", "need 1 <= min <= max (whole seconds)")
+        if not hi + 2 <= self.duration_s[0] <= self.duration_s[1]:
+            fail("duration_s", f"need {hi + 2} <= min <= max: room for the longest event and a second each side")
+        if not 1 <= self.events[0] <= self.events[1]:
+            fail("events", "need 1 <= min <= max")
+        for key in ("decoys", "dots"):
+            a, b = getattr(self, key)
+            if not 0 <= a <= b:
+                fail(key, "need 0 <= min <= max")
+
+
+@dataclass(frozen=True)
 class WorldConfig:
     """Knobs of the world. Sizes in pixels, times in seconds, speeds in pixels per second."""
 
@@ -49,6 +95,7 @@ class WorldConfig:
     perception_per_video: int = 4
     crf: int = 18
     workers: int = 2
+    long: LongConfig = field(default_factory=LongConfig)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "WorldConfig":
@@ -57,6 +104,7 @@ class WorldConfig:
         if unknown:
             raise ValueError(f"params data.synthetic: unknown key '{unknown[0]}' (known: {sorted(known)})")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+        values["long"] = LongConfig.from_params(params.get("long"))
         cfg = cls(**values)
         cfg.check()
         return cfg
@@ -91,6 +139,8 @@ class WorldConfig:
             fail("colours/shapes", "need at least 4 colours and 2 shapes for multiple-choice options")
         if unknown := set(self.items_per_video) - set(PROBLEM_TYPES):
             fail("items_per_video", f"unknown problem type {sorted(unknown)[0]}")
+        if self.long.events[1] > min(len(self.colours), len(self.shapes)):
+            fail("long.events", "at most as many events as colours and shapes (each name is unique)")
 
     @property
     def n_frames(self) -> int:
