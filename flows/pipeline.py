@@ -5,17 +5,23 @@ workspace), streams the stage's output lines into Prefect's log and retries only
 (DVC lock held, connection/database hiccups, a preempted process). The flow opens a parent MLflow run;
 stage processes get its id and the pipeline run id through the environment (see `stage_env`), and
 after each stage the flow tags that stage's MLflow run with the final dvc.lock hash.
+One flow at a time per workspace: a second one waits up to `lock_timeout_s` (`--wait`) for the
+workspace lock (.dvc/tmp/vr-pipeline.lock), then refuses, naming the holder's pid (see `workspace_lock`).
 Run: `python -m flows.pipeline` (= `vr flow`); `--force` re-runs every stage.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
+import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections import deque
 from pathlib import Path
@@ -41,6 +47,11 @@ TRANSIENT_PATTERNS = [re.compile(p, re.I) for p in (
     r"NCCL.*(timeout|timed out|Watchdog)", r"Socket Timeout", r"Too many open files",
 )]
 PREEMPTED = {-9, -15, 137, 143}  # SIGKILL/SIGTERM: a preempted node or an evicted pod
+LOCK_FILE = Path(".dvc/tmp/vr-pipeline.lock")  # under .dvc/tmp: git-ignored by DVC, beside DVC's own locks
+
+
+class WorkspaceBusy(RuntimeError):
+    """Another pipeline flow holds the workspace lock."""
 
 
 class StageFailed(RuntimeError):
@@ -67,6 +78,61 @@ def _retry_if_transient(task_obj, task_run, state) -> bool:
         exc = state.result(raise_on_failure=False)
         return bool(getattr(exc, "transient", False))
     return False
+
+
+def _lock_holder(path: Path) -> str:
+    """Who holds the lock, from what the holder wrote into it (pid, host, start time, command)."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info.get("pid"):
+        return "a process that has not written its pid yet"
+    return (f"pid {info['pid']} on {info.get('host', '?')}, running since {info.get('started', '?')}: "
+            f"{info.get('cmd', '?')}")
+
+
+@contextlib.contextmanager
+def workspace_lock(repo: str | Path, timeout_s: float = 0.0, poll_s: float = 0.5):
+    """Hold the workspace's pipeline lock for the whole flow (stages, MLflow parent run, registration).
+
+    DVC's own lock covers one `dvc repro` at a time; two flows in one workspace would still interleave
+    their stages, parent runs and registrations. An flock is released by the kernel when its holder
+    dies (kill -9 included), so a crashed flow never leaves a stale lock. Waits up to `timeout_s`
+    seconds (0: refuse at once), then raises WorkspaceBusy naming the holder."""
+    path = Path(repo).resolve() / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held open for the lock's lifetime)
+    deadline = time.monotonic() + max(timeout_s, 0.0)
+    logged = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _lock_holder(path)
+                if time.monotonic() >= deadline:
+                    raise WorkspaceBusy(
+                        f"workspace {path.parents[2]} is in use by another pipeline run ({holder}); lock file "
+                        f"{path}. Wait for it to finish, or start this one with --wait SECONDS") from None
+                if not logged:
+                    _logger().info("workspace busy (%s): waiting up to %.0f s", holder, timeout_s)
+                    logged = True
+                time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cmd": " ".join(sys.argv)}))
+        fh.flush()
+        try:
+            yield path
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
 
 
 def stage_env(repo: Path, tracking_uri: str, pipeline_run_id: str, parent_run_id: str) -> dict[str, str]:
@@ -160,14 +226,20 @@ def register_and_promote(repo: str, tags: dict[str, str], parent_run_id: str) ->
 
 
 @flow(name="videoreasoner-pipeline", log_prints=False)
-def pipeline(repo: str = ".", force: bool = False, register_model: bool = True) -> dict[str, Any]:
-    """Every dvc.yaml stage in DAG order, each in its own task; then register + promote."""
+def pipeline(repo: str = ".", force: bool = False, register_model: bool = True,
+             lock_timeout_s: float = 0.0) -> dict[str, Any]:
+    """Every dvc.yaml stage in DAG order, each in its own task; then register + promote. Holds the
+    workspace lock throughout: a second flow waits up to `lock_timeout_s` seconds, then refuses."""
+    with workspace_lock(repo, lock_timeout_s):
+        return _pipeline(Path(repo).resolve(), force, register_model)
+
+
+def _pipeline(repo_path: Path, force: bool, register_model: bool) -> dict[str, Any]:
     from prefect.runtime import flow_run
 
     from flows import registry
 
     logger = _logger()
-    repo_path = Path(repo).resolve()
     pipeline_run_id = str(flow_run.id or uuid.uuid4())
     stages = stage_order(repo_path)
     logger.info("stages in DAG order: %s", " -> ".join(stages))
@@ -187,17 +259,33 @@ def pipeline(repo: str = ".", force: bool = False, register_model: bool = True) 
                 summary["stages"][stage] = repro_stage(stage, str(repo_path), force, env)
             finally:  # a failed stage's run is nested and tagged too
                 tags = lineage_tags(repo_path, pipeline_run_id)
-                tag_stage_runs(client, experiment_id, stage, tags, parent_id)
-                client.set_tag(parent_id, f"stage.{stage}", summary["stages"][stage])
+                with _unless_failing(summary["stages"][stage] == "failed", f"tag the runs of stage {stage!r}"):
+                    tag_stage_runs(client, experiment_id, stage, tags, parent_id)
+                    client.set_tag(parent_id, f"stage.{stage}", summary["stages"][stage])
         if register_model:
             summary["registry"] = register_and_promote(str(repo_path), tags, parent_id)
         status = "FINISHED"
     finally:
-        for key, value in tags.items():
-            client.set_tag(parent_id, key, value)
-        client.log_dict(parent_id, summary, "pipeline_summary.json")
-        client.set_terminated(parent_id, status)
+        with _unless_failing(status == "FAILED", f"close the parent run {parent_id}"):
+            for key, value in tags.items():
+                client.set_tag(parent_id, key, value)
+            client.log_dict(parent_id, summary, "pipeline_summary.json")
+            client.set_terminated(parent_id, status)
     return summary
+
+
+@contextlib.contextmanager
+def _unless_failing(failing: bool, what: str):
+    """MLflow bookkeeping in a `finally` of a flow that is already failing logs its own error instead of
+    raising it: often the tracking server is what failed, and its error would hide the real one."""
+    try:
+        yield
+    except Exception as exc:
+        if not failing:
+            raise
+        from flows.retries import redact
+
+        _logger().warning("could not %s in MLflow: %s", what, redact(str(exc))[:500])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,9 +296,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", default=".", help="workspace root (holds dvc.yaml)")
     parser.add_argument("--force", action="store_true", help="re-run every stage (dvc repro --force)")
     parser.add_argument("--no-register", action="store_true", help="skip registration and promotion")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="if another flow holds this workspace, wait up to SECONDS for it (default: refuse)")
     args = parser.parse_args(argv)
     cli_logging()
-    summary = pipeline(repo=args.repo, force=args.force, register_model=not args.no_register)
+    try:
+        summary = pipeline(repo=args.repo, force=args.force, register_model=not args.no_register,
+                           lock_timeout_s=args.wait)
+    except WorkspaceBusy as exc:
+        log.error("%s", exc)
+        return 75  # EX_TEMPFAIL: try again later
     repo = Path(args.repo).resolve()
     report = repo / "reports/eval/report.html"
     champion = (summary.get("registry") or {}).get("champion")

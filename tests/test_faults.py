@@ -1,0 +1,417 @@
+"""The fault suite: what a full disk, a killed writer, a failed stage or a second flow in the same
+workspace leaves behind. (Killed training stages: tests/test_resume.py; a dead MLflow server:
+tests/test_faults_registry.py.)
+
+- Full disk: OSError(ENOSPC) in the middle of a write (after part of the bytes landed) leaves neither
+  a final file or directory nor a temporary; a previous complete output stays as it was.
+- A stage failing midway keeps the earlier stages' outputs; the re-run starts at the failed stage.
+- Two flows at once: the second refuses at once naming the holder's pid, or waits with --wait.
+"""
+import builtins
+import errno
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))  # before Prefect loads
+
+from flows import registry  # noqa: E402
+from stages import atomic  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Temporaries of stages/atomic.py anywhere under root."""
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+# ---------------------------------------------------------------------------------------------- full disk
+
+class FullDisk:
+    """Files opened for writing under `root` accept `budget` bytes in all, then fail with ENOSPC, the
+    bytes that still fit written first: a disk filling up in the middle of a write."""
+
+    def __init__(self, root: Path, budget: int):
+        self.root, self.room, self.real_open = root.resolve(), budget, builtins.open
+
+    def open(self, file, mode="r", *args, **kwargs):
+        fh = self.real_open(file, mode, *args, **kwargs)
+        writing = any(c in mode for c in "wax+")
+        if writing and isinstance(file, (str, os.PathLike)) and Path(file).resolve().is_relative_to(self.root):
+            return _Quota(fh, self)
+        return fh
+
+
+class _Quota:
+    def __init__(self, fh, disk: FullDisk):
+        self._fh, self._disk = fh, disk
+
+    def write(self, data):
+        if len(data) > self._disk.room:
+            self._fh.write(data[: self._disk.room])
+            self._fh.flush()
+            self._disk.room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self._fh.name))
+        self._disk.room -= len(data)
+        return self._fh.write(data)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+
+
+@pytest.fixture()
+def full_disk(tmp_path, monkeypatch):
+    def fill(budget: int) -> FullDisk:
+        disk = FullDisk(tmp_path, budget)
+        monkeypatch.setattr(builtins, "open", disk.open)
+        monkeypatch.setattr(io, "open", disk.open)  # pathlib's write_text opens through io.open
+        return disk
+    return fill
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    from stages.tts import (  # the csv.DictWriter-in-atomic_path pattern of rl/tts/eval
+        CURVE_COLUMNS,
+        write_curve,
+    )
+
+    write_curve(path, [dict.fromkeys(CURVE_COLUMNS, row["note"]) for row in rows])
+
+
+ROWS = [{"id": f"r{i}", "question": "x" * 200, "step": i} for i in range(50)]
+WRITERS = {
+    "jsonl": lambda path: atomic.write_jsonl(path, iter(ROWS)),
+    "json": lambda path: atomic.write_json(path, {"rows": ROWS}),
+    "text": lambda path: atomic.write_text(path, "y" * 20_000),
+    "csv": lambda path: _write_csv(path, [{"step": r["step"], "reward": 0.5, "note": r["question"]} for r in ROWS]),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.parametrize("previous", [None, "the previous complete output\n"])
+def test_full_disk_mid_write_leaves_no_half_file(writer, previous, tmp_path, full_disk):
+    path = tmp_path / "reports" / f"out.{writer}"
+    if previous is not None:
+        atomic.write_text(path, previous)
+    full_disk(3000)
+    with pytest.raises(OSError) as info:
+        WRITERS[writer](path)
+    assert info.value.errno == errno.ENOSPC
+    assert leftovers(tmp_path) == []
+    if previous is None:
+        assert not path.exists()
+    else:
+        assert path.read_text() == previous
+
+
+def test_full_disk_at_fsync_leaves_no_half_file(tmp_path, monkeypatch):
+    """Filesystems with delayed allocation (XFS, NFS) report ENOSPC only when the data is flushed."""
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError, match="No space"):
+        atomic.write_jsonl(tmp_path / "records.jsonl", ROWS)
+    assert list(tmp_path.iterdir()) == []
+
+
+class _StubModel:
+    """Writes a first shard whole and a second one in small pieces, as save_pretrained writes shards."""
+
+    def save_pretrained(self, out, safe_serialization=True):
+        with open(Path(out) / "model-00001.safetensors", "wb") as fh:
+            fh.write(b"\0" * 2000)
+        with open(Path(out) / "model-00002.safetensors", "wb") as fh:
+            fh.writelines(b"\1" for _ in range(4000))
+
+
+class _StubProcessor:
+    def save_pretrained(self, out):
+        atomic.write_json(Path(out) / "processor_config.json", {"ok": True})
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_full_disk_during_model_save_leaves_no_directory(existing, tmp_path, full_disk):
+    from stages.model_io import save_model_and_processor
+
+    out = tmp_path / "models/sft"
+    if existing:  # `vr sft` without DVC keeps the previous weights until the new ones are complete
+        save_model_and_processor(_StubModel(), _StubProcessor(), out)
+        before = sorted(p.name for p in out.iterdir())
+    full_disk(3000)
+    with pytest.raises(OSError) as info:
+        save_model_and_processor(_StubModel(), _StubProcessor(), out)
+    assert info.value.errno == errno.ENOSPC
+    assert leftovers(tmp_path) == []
+    assert sorted(p.name for p in out.iterdir()) == before if existing else not out.exists()
+
+
+def test_save_killed_midway_leaves_a_temporary_the_next_save_removes(tmp_path):
+    """kill -9 during a model save leaves its temporary directory (a checkpoint's size) beside the DVC
+    output; the next save of that output removes it. A live writer's temporary is left alone."""
+    out = tmp_path / "models/rl"
+    script = textwrap.dedent(f"""
+        import sys, time
+        from stages.atomic import atomic_dir
+        with atomic_dir({str(out)!r}) as tmp:
+            (tmp / "model.safetensors").write_bytes(b"half")
+            print("writing", flush=True)
+            time.sleep(120)
+    """)
+    writer = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        assert len(leftovers(tmp_path)) == 1
+        assert atomic.remove_stale_temporaries(out) == []  # its writer is alive
+        os.kill(writer.pid, signal.SIGKILL)
+    finally:
+        writer.wait(timeout=30)
+    assert not out.exists() and len(leftovers(tmp_path)) == 1
+    with atomic.atomic_dir(out) as tmp:
+        (tmp / "model.safetensors").write_bytes(b"whole")
+    assert leftovers(tmp_path) == [] and (out / "model.safetensors").read_bytes() == b"whole"
+
+
+def test_outputs_get_the_mode_of_a_plain_file(tmp_path):
+    """Not mkstemp's 0600: the other users of a shared workspace (and DVC's cache) must read them."""
+    umask = atomic._UMASK
+    atomic.write_json(tmp_path / "a.json", {})
+    with atomic.atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "f").write_text("x")
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+# ------------------------------------------------------------------------------------ one flow at a time
+
+HOLDER = textwrap.dedent("""
+    import sys
+    from flows.pipeline import workspace_lock
+    with workspace_lock(sys.argv[1]):
+        print("held", flush=True)
+        sys.stdin.read()
+""")
+
+
+def test_second_flow_refuses_at_once_naming_the_holder_and_kill_frees_the_lock(tmp_path):
+    from flows.pipeline import WorkspaceBusy, pipeline, workspace_lock
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], cwd=ROOT, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        with pytest.raises(WorkspaceBusy, match=rf"in use by another pipeline run \(pid {holder.pid} on "):
+            pipeline.fn(repo=str(tmp_path))  # the flow body: refuses before touching MLflow or DVC
+        assert time.monotonic() - t0 < 5
+        assert not (tmp_path / "mlflow").exists()
+        t0 = time.monotonic()
+        with pytest.raises(WorkspaceBusy, match="--wait SECONDS"), workspace_lock(tmp_path, timeout_s=1.0, poll_s=0.1):
+            pass
+        assert time.monotonic() - t0 >= 1.0
+        os.kill(holder.pid, signal.SIGKILL)  # a crashed flow: the kernel drops its flock
+        holder.wait(timeout=30)
+        with workspace_lock(tmp_path, timeout_s=10) as lock:
+            assert json.loads(lock.read_text())["pid"] == os.getpid()
+        assert lock.read_text() == ""  # released: no holder named any more
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=30)
+
+
+# ------------------------------------------------------------------------- the flow: failures, two at once
+
+@pytest.fixture(scope="module")
+def migrated_db(tmp_path_factory) -> Path:
+    """An empty MLflow sqlite store with its tables made: creating them costs seconds, copying it none."""
+    from mlflow import MlflowClient
+
+    db = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    return db
+
+
+def with_store(root: Path, template: Path) -> Path:
+    """root/mlflow/mlflow.db (the embedded default of a workspace) copied from the template."""
+    import shutil
+
+    (root / "mlflow").mkdir(parents=True, exist_ok=True)
+    shutil.copy(template, root / "mlflow/mlflow.db")
+    return root / "mlflow/mlflow.db"
+
+
+@pytest.fixture()
+def engine_free(monkeypatch):
+    """The flow body and its stage task as plain functions: real DVC, MLflow and workspace lock, without
+    Prefect's engine and its temporary server (tens of seconds; tests/test_flow_e2e.py runs that path)."""
+    import flows.pipeline as flow_module
+
+    monkeypatch.setattr(flow_module, "repro_stage", flow_module.repro_stage.fn)
+    return flow_module.pipeline.fn
+
+
+# `vr flow` in its own process, the same way (see engine_free); with FLOW_GO set it starts once that file
+# exists, its imports done, so the test can line flows up without waiting for their start-up
+FLOW_CLI = textwrap.dedent("""
+    import os, sys, time
+    import mlflow
+    import flows.pipeline as p
+    p.repro_stage, p.pipeline = p.repro_stage.fn, p.pipeline.fn
+    while os.environ.get("FLOW_GO") and not os.path.exists(os.environ["FLOW_GO"]):
+        time.sleep(0.05)
+    sys.exit(p.main(sys.argv[1:]))
+""")
+
+
+def _dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+def _data_workspace(dest: Path, template_db: Path) -> Path:
+    """The repository copied with the small profile and dvc.yaml cut to its first two stages."""
+    from tests.test_flow_e2e import SMALL_PROFILE, apply_profile, copy_repo
+
+    copy_repo(dest)
+    apply_profile(dest / "params.yaml", SMALL_PROFILE)
+    dvc_yaml = yaml.safe_load((dest / "dvc.yaml").read_text())
+    dvc_yaml["stages"] = {k: v for k, v in dvc_yaml["stages"].items() if k in ("generate", "ingest")}
+    (dest / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    with_store(dest, template_db)
+    return dest
+
+
+def _set_sources(path: Path, sources: list[dict]) -> None:
+    params = yaml.safe_load(path.read_text())
+    params["data"]["sources"] = sources
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.mark.slow
+def test_failed_stage_keeps_earlier_outputs_and_the_rerun_starts_there(tmp_path, engine_free, migrated_db,
+                                                                       monkeypatch):
+    """ingest reads its first source, then meets a truncated annotation file (a download cut short)."""
+    from flows.pipeline import StageFailed
+    from mlflow import MlflowClient
+
+    pipeline = engine_free
+    ws = _data_workspace(tmp_path / "ws", migrated_db)
+    (ws / "imports").mkdir()
+    (ws / "imports/video_r1.json").write_text('[{"problem_id": 1, "problem": "How many')
+    broken = {"name": "cut", "format": "video_r1", "path": "imports/video_r1.json", "split": "test"}
+    sources = yaml.safe_load((ws / "params.yaml").read_text())["data"]["sources"]
+    _set_sources(ws / "params.yaml", [*sources, broken])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(ws)
+    with pytest.raises(StageFailed, match="stage 'ingest' failed") as info:
+        pipeline(repo=str(ws), register_model=False)
+    assert not info.value.transient  # bad data is not retried
+    assert (ws / "data/raw/synthetic/annotations.jsonl").is_file() and len(list(ws.glob("data/raw/synthetic/videos/*")))
+    assert not (ws / "data/interim/records.jsonl").exists() and leftovers(ws / "data") == []
+    status = json.loads(_dvc(ws, "status", "--json").stdout)
+    assert set(status) == {"ingest"}, status  # generate is up to date
+    _, experiment = registry.tracking_setup(ws)
+    (parent,) = MlflowClient().search_runs([experiment], "tags.stage = 'pipeline'")
+    assert {k: v for k, v in parent.data.tags.items() if k.startswith("stage.")} == {
+        "stage.generate": "ran", "stage.ingest": "failed"}
+    assert parent.info.status == "FAILED"
+
+    _set_sources(ws / "params.yaml", sources)
+    summary = pipeline(repo=str(ws), register_model=False)
+    assert summary["stages"] == {"generate": "skipped", "ingest": "ran"}
+    assert (ws / "data/interim/records.jsonl").stat().st_size > 0
+
+
+TOY_STAGE = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from stages.atomic import write_json
+    release = Path(os.environ["TOY_RELEASE"])
+    deadline = time.monotonic() + 120
+    while not release.exists() and time.monotonic() < deadline:  # held open until the test says so
+        time.sleep(0.1)
+    write_json("out/result.json", {"values": list(range(5000))})
+""")
+
+
+def _toy_workspace(dest: Path, template_db: Path) -> Path:
+    """A DVC workspace with one stage that runs until the test releases it."""
+    dest.mkdir()
+    (dest / "toy_stage.py").write_text(TOY_STAGE)
+    (dest / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"toy": {
+        "cmd": "python toy_stage.py", "deps": ["toy_stage.py"], "outs": ["out/result.json"]}}}))
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    assert _dvc(dest, "init", "-q").returncode == 0
+    with_store(dest, template_db)
+    return dest
+
+
+def _flow(ws: Path, env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", FLOW_CLI, "--repo", str(ws), "--no-register", *args],
+                            cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_two_flows_at_once_second_refuses_third_waits(tmp_path, migrated_db):
+    from flows.pipeline import LOCK_FILE
+
+    ws = _toy_workspace(tmp_path / "ws", migrated_db)
+    release = tmp_path / "release"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(PYTHONPATH=str(ROOT), TOY_RELEASE=str(release))
+    first = _flow(ws, env)
+    go = {**env, "FLOW_GO": str(tmp_path / "go")}
+    second, third = _flow(ws, go), _flow(ws, go, "--wait", "240")
+    procs = [first, second, third]
+    try:
+        deadline = time.monotonic() + 120
+        while not (ws / LOCK_FILE).is_file() or f'"pid": {first.pid}' not in (ws / LOCK_FILE).read_text():
+            assert first.poll() is None, first.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the first flow did not take the workspace lock"
+            time.sleep(0.1)
+        (tmp_path / "go").touch()  # the other two start now, while the first holds the workspace
+        t0 = time.monotonic()
+        out, _ = second.communicate(timeout=120)
+        assert second.returncode == 75, out[-3000:]
+        assert f"in use by another pipeline run (pid {first.pid}" in out
+        assert time.monotonic() - t0 < 30 and first.poll() is None and third.poll() is None
+        assert not (ws / "out").exists()
+
+        release.touch()
+        out_first, _ = first.communicate(timeout=240)
+        assert first.returncode == 0, out_first[-3000:]
+        out_third, _ = third.communicate(timeout=240)
+        assert third.returncode == 0, out_third[-3000:]
+        assert "workspace busy" in out_third and "stages: toy skipped" in out_third
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+    assert json.loads((ws / "out/result.json").read_text()) == {"values": list(range(5000))}
+    assert "up to date" in _dvc(ws, "status").stdout.lower()
+    assert leftovers(ws / "out") == []
