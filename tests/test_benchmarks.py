@@ -1,15 +1,147 @@
 """The benchmark scripts run and print their table (their figures are not asserted: timings belong
-in benchmarks/, never in timed tests)."""
+in benchmarks/, never in timed tests); the pipeline benchmark's parsing and overhead arithmetic; the
+collator's fast assistant mask (the input-pipeline fix) gives exactly the chat template's mask."""
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import pipeline as bench_pipeline  # noqa: E402
+
+
+def run_script(name: str, *args: str, timeout: int = 300) -> str:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *args],
+                         capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+def table_rows(stdout: str) -> dict[str, list[str]]:
+    """First cell -> the other cells of every markdown table row."""
+    rows = {}
+    for line in stdout.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
 
 
 def test_generate_validate_benchmark_prints_its_table():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/generate_validate.py"), "--scale", "0.01"],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    rows = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+    out = run_script("generate_validate.py", "--scale", "0.01")
+    rows = {line.split()[0] for line in out.splitlines() if line.strip()}
     assert {"generate", "ingest", "validate", "total"} <= rows
+
+
+def test_training_benchmark_prints_its_table():  # three short trainings: about 40 s on 2 busy cores
+    rows = table_rows(run_script("training.py", "--smoke"))
+    share = rows["input pipeline share of a step, torch.profiler"]
+    assert share[1] == "≤ 5 %" and share[2] in ("PASS", "MISS")
+    for what in ("SFT samples/s", "GRPO completions/s (prompts/s)", "cached frames, per clip"):
+        assert what in rows
+
+
+def test_evaluate_benchmark_prints_its_table():
+    rows = table_rows(run_script("evaluate.py", "--smoke"))
+    assert "greedy: items/s" in rows and float(rows["greedy: items/s"][0]) > 0
+    assert any(k.startswith("sampled n=") for k in rows)
+
+
+@pytest.mark.slow  # two flow runs, each starting Prefect's temporary server
+def test_pipeline_benchmark_prints_its_tables():
+    out = run_script("pipeline.py", "--until", "ingest", "--no-register",
+                     "--set", "data.synthetic.videos={train: 2, val: 1, test: 1}", timeout=600)
+    rows = table_rows(out)
+    assert rows["generate"][0].endswith(" s") and rows["ingest"][1].endswith(" s")
+    assert rows["up-to-date `dvc repro` (0 stages re-ran)"][1] == "≤ 5.0 s"
+    assert "up-to-date flow re-run (0 stages re-ran)" in rows
+
+
+# ---- the pipeline benchmark's pieces -------------------------------------------------------------------
+PREFECT_LOG = """\
+23:59:58.100 | INFO    | Flow run 'x' - stages in DAG order: generate -> ingest
+23:59:58.500 | INFO    | Task run 'dvc repro generate' - $ dvc repro --single-item generate
+23:59:59.000 | INFO    | Task run 'dvc repro generate' - [generate] Running stage 'generate':
+00:00:01.500 | INFO    | Task run 'dvc repro generate' - Finished in state Completed()
+00:00:02.000 | INFO    | Task run 'dvc repro ingest' - $ dvc repro --single-item ingest
+00:00:03.250 | INFO    | Task run 'dvc repro ingest' - Finished in state Completed()
+00:00:03.300 | INFO    | Task run 'register and promote' - Finished in state Completed()
+"""
+
+
+def test_task_spans_read_the_flow_log_across_midnight():
+    spans = bench_pipeline.task_spans(PREFECT_LOG)
+    assert spans == pytest.approx({"generate": 3.0, "ingest": 1.25})
+
+
+def test_overheads_split_dvc_from_the_rest():
+    o = bench_pipeline.overheads(100.0, {"a": 50.0, "b": 30.0}, {"a": 55.0, "b": 33.0})
+    assert o["commands_s"] == 80.0 and o["overhead"] == pytest.approx(0.2)
+    assert o["dvc_s"] == pytest.approx(8.0) and o["rest_s"] == pytest.approx(12.0)
+
+
+def test_instrumented_dvc_yaml_times_each_kept_stage(tmp_path):
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    kept = bench_pipeline.instrument(tmp_path, "ingest", Path(".bench/t.jsonl"))
+    spec = yaml.safe_load((tmp_path / "dvc.yaml").read_text())
+    assert kept == list(spec["stages"]) == ["generate", "ingest"]
+    assert spec["stages"]["generate"]["cmd"] == (
+        "python benchmarks/pipeline.py --time-stage .bench/t.jsonl generate -- python -m stages.generate")
+
+
+def test_stage_timer_records_seconds_and_passes_the_exit_code(tmp_path):
+    log = tmp_path / "t.jsonl"
+    wrapper = [sys.executable, str(ROOT / "benchmarks/pipeline.py"), "--time-stage", str(log), "s", "--"]
+    assert subprocess.run([*wrapper, sys.executable, "-c", "raise SystemExit(3)"], check=False).returncode == 3
+    entry = json.loads(log.read_text())
+    assert entry["stage"] == "s" and entry["rc"] == 3 and entry["seconds"] > 0
+    assert bench_pipeline.stage_seconds(log) == {"s": entry["seconds"]}
+
+
+def test_set_params_overrides_dotted_keys(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("sft: {max_steps: 120}\ndata: {synthetic: {videos: {train: 1000}}}\n")
+    bench_pipeline.set_params(path, bench_pipeline.parse_set(["sft.max_steps=2", "data.synthetic.videos={train: 6}"]))
+    expected = {"sft": {"max_steps": 2}, "data": {"synthetic": {"videos": {"train": 6}}}}
+    assert yaml.safe_load(path.read_text()) == expected
+    with pytest.raises(KeyError, match="nosuch"):
+        bench_pipeline.set_params(path, {"nosuch.key": 1})
+
+
+# ---- the input-pipeline fix ----------------------------------------------------------------------------
+def test_fast_assistant_mask_equals_the_chat_templates_mask(tmp_path):
+    """Every train row (reasoning and perception items) of a small world: the token-id mask is found
+    and is the template's `{% generation %}` mask; the collator takes it after its one check."""
+    import torch
+
+    from stages.atomic import read_jsonl
+    from stages.sft import training_chat_template
+    from stages.sft_data import ChatMLAssistantMask, VideoSFTCollator, to_dataset
+    from stages.tiny_model import TinyConfig, build_tiny
+    from stages.video_inputs import VideoConfig, processor_inputs
+    from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace
+
+    root = make_workspace(tmp_path, videos={"train": 1})
+    records = read_jsonl(root / "data/validated/train.jsonl")
+    video = VideoConfig.from_params(VIDEO)
+    _, processor = build_tiny(TinyConfig.from_params(TINY_SIZES), records, video)
+    template = training_chat_template(processor)
+    collator = VideoSFTCollator(processor, video, chat_template=template)
+    rows = list(to_dataset(records, root))
+    fast = ChatMLAssistantMask(processor.tokenizer)
+    for start in range(0, len(rows), 4):
+        chunk = rows[start:start + 4]
+        convs = [r["messages"] for r in chunk]
+        videos = [collator.video(c[0]["content"][0]["video"]) for c in convs]
+        batch = processor_inputs(processor, convs, videos, video, assistant_mask=True, chat_template=template)
+        mask = fast(batch["input_ids"], batch["attention_mask"], convs)
+        assert mask is not None and torch.equal(mask, batch["assistant_masks"])
+        labels = collator(chunk)["labels"]
+        assert torch.equal(labels != -100, batch["assistant_masks"].bool())
+    assert collator._fast_checked and collator._fast_misses == 0
