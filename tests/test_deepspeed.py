@@ -61,6 +61,15 @@ def test_single_process_deepspeed_gets_a_rendezvous():
     assert "RANK" not in launch_env(ComputeConfig(launcher="deepspeed", deepspeed_config=ZERO2), base={})
 
 
+def test_torch_threads_reach_the_launched_stage():
+    assert launch_env(ComputeConfig.from_params({"torch_threads": 1}), base={"OMP_NUM_THREADS": "8"})[
+        "OMP_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in launch_env(ComputeConfig.from_params({"torch_threads": None}), base={})
+    for bad in (0, "2", 1.5):
+        with pytest.raises(ValueError, match="compute.torch_threads"):
+            ComputeConfig.from_params({"torch_threads": bad})
+
+
 def test_infra_configs_parse():
     for stage, name in ((2, "zero2"), (3, "zero3")):
         config = json.loads((ROOT / f"infra/deepspeed/{name}.json").read_text())
