@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from stages.world.config import WorldConfig
-from stages.world.questions import Item, _and, _options
+from stages.world.questions import Item, _options, inventory
 from stages.world.scene import Scene, SceneObject
 
 
@@ -27,8 +27,7 @@ def count(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
 
 
 def one_line_caption(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
-    text = _and([f"a {o.name}" for o in scene.by_appearance()])
-    return "free_form", {"task": "caption_line", "answer": text,
+    return "free_form", {"task": "caption_line", "answer": inventory(scene),
                          "question": "Name the coloured shapes in the video in one line."}
 
 

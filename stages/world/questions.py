@@ -39,6 +39,18 @@ def _options(rng: np.random.Generator, correct: str, pool: list[str], n: int = 4
     return options, option_letter(options.index(correct))
 
 
+def article(name: str) -> str:
+    """"a red square", "an orange circle"."""
+    return ("an " if name[:1] in "aeiou" else "a ") + name
+
+
+def inventory(scene: Scene) -> str:
+    """The shapes of the clip in order of appearance ("a red square and a blue circle"): the one-line
+    caption that perception alignment teaches, and the first sentence of every chain of thought, so the
+    reasoning starts from what was seen (perceive, then reason) and every target carries visual tokens."""
+    return _and([article(o.name) for o in scene.by_appearance()])
+
+
 def _appearance(obj: SceneObject) -> str:
     return (f"The {obj.name} appears at the {obj.entry} edge at {fmt_s(obj.enter)} s and "
             f"vanishes at the {obj.exit_edge} edge at {fmt_s(obj.exit)} s")
@@ -148,7 +160,7 @@ def tube(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
 
 
 def _motion_sentence(obj: SceneObject) -> str:
-    return f"A {obj.name} moves {obj.direction} from {fmt_s(obj.enter)} s to {fmt_s(obj.exit)} s."
+    return f"{article(obj.name).capitalize()} moves {obj.direction} from {fmt_s(obj.enter)} s to {fmt_s(obj.exit)} s."
 
 
 def caption(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
@@ -156,8 +168,7 @@ def caption(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
     return "free_form", {
         "task": "caption", "question": "Describe what happens in the video.",
         "answer": " ".join(_motion_sentence(o) for o in ordered),
-        "reasoning": f"I see {len(ordered)} coloured shape{'s' if len(ordered) > 1 else ''}. "
-                     + " ".join(f"{_appearance(o)}." for o in ordered)}
+        "reasoning": " ".join(f"{_appearance(o)}." for o in ordered)}
 
 
 def describe_object(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
@@ -205,6 +216,8 @@ def reasoning_items(scene: Scene, rng: np.random.Generator, cfg: WorldConfig) ->
             for b in range(len(builders)):  # a builder may not apply (e.g. order needs two objects)
                 item = builders[(start + b) % len(builders)](scene, obj, rng, cfg)
                 if item is not None:
-                    items.append(item)
+                    problem_type, fields = item
+                    fields["reasoning"] = f"I see {inventory(scene)}. {fields['reasoning']}"
+                    items.append((problem_type, fields))
                     break
     return items
