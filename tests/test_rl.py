@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
-import time
 
 import pytest
 from helpers_world import TINY_SIZES, VIDEO, make_workspace
+
 from stages.rewards import DEFAULT_REWARDS
 from stages.rl import VARIANTS, RLRun, curves, resolve_params, run
 from stages.train_common import parse_trl_config
@@ -100,40 +98,3 @@ def test_run_writes_model_metrics_and_reward_curves(workspace, tmp_path):
     assert {"reward", "reward_format", "reward_temporal_contrast", "shuffled_accuracy", "kl"} <= set(rows[0])
     model, processor = load_model_and_processor(tmp_path / "models/rl")
     assert model.config.model_type == "qwen2_5_vl" and processor.tokenizer is not None
-
-
-def _run_in_child(cfg: RLRun) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # the forked child must not reuse the parent's OpenMP pool
-    run(cfg)
-
-
-@pytest.mark.slow
-def test_rerun_after_sigkill_continues_from_the_last_checkpoint(workspace, tmp_path):
-    """Kill the stage (SIGKILL) once checkpoint-1 is complete; the re-run resumes its step counter.
-
-    The first run is a forked child (it inherits the imported libraries, so it starts at once)."""
-    import multiprocessing
-
-    steps = 4
-    cfg = RLRun(rl=rl_params(max_steps=steps, save_strategy="steps", save_steps=1), rewards=REWARDS, video=VIDEO,
-                model_dir=workspace / "models/sft", train_file=workspace / "data/validated/train.jsonl",
-                video_root=workspace, out_dir=tmp_path / "models/rl", reports_dir=tmp_path / "reports/rl",
-                checkpoint_dir=tmp_path / "checkpoints/rl", tracking=False)
-    child = multiprocessing.get_context("fork").Process(target=_run_in_child, args=(cfg,))
-    child.start()
-    deadline = time.monotonic() + 240
-    while not (cfg.checkpoint_dir / "checkpoint-1/trainer_state.json").is_file():
-        assert child.is_alive(), "the stage ended before writing its first checkpoint"
-        assert time.monotonic() < deadline, "no checkpoint within the time limit"
-        time.sleep(0.05)
-    os.kill(child.pid, signal.SIGKILL)
-    child.join()
-    assert child.exitcode == -signal.SIGKILL
-    assert not (cfg.reports_dir / "metrics.json").exists(), "the run finished before it was killed"
-    summary = run(cfg)
-    assert 1 <= summary["resumed_from_step"] < steps
-    assert summary["steps"] == steps and summary["steps_this_run"] == steps - summary["resumed_from_step"]
-    with open(cfg.reports_dir / "curves.csv", newline="") as fh:  # the curve spans both runs
-        assert [int(r["step"]) for r in csv.DictReader(fh)] == list(range(1, steps + 1))
