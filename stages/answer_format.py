@@ -66,6 +66,8 @@ ANSWER_INSTRUCTIONS = {
 }
 
 _OPEN, _CLOSE = "<answer>", "</answer>"
+# The four tags of the format, in order of appearance.
+FORMAT_TAGS = ("<think>", "</think>", _OPEN, _CLOSE)
 
 
 def _record_id(record: dict) -> str:

@@ -35,6 +35,7 @@ from stages.train_common import (
     file_digest,
     fingerprint,
     finish_checkpoints,
+    freeze_vision_tower,
     lora_config,
     model_digest,
     parse_trl_config,
@@ -61,7 +62,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
              "importance_sampling_level": "sequence", "mask_truncated_completions": False},
 }
 # Keys of the `rl` section that are ours; every other key is a GRPOConfig field.
-OWN_KEYS = ("variant", "temporal_contrast", "skip_zero_variance_groups", "lora", "max_records")
+OWN_KEYS = ("variant", "temporal_contrast", "skip_zero_variance_groups", "lora", "max_records", "freeze_vision")
 REQUIRED_TRL_KEYS = ("bf16", "fp16", "activation_checkpointing|gradient_checkpointing", "loss_type", "beta",
                      "scale_rewards")
 RECORD_COLUMNS = ("id", "video", "problem_type", "options", "duration", "fps")
@@ -167,6 +168,8 @@ def run(cfg: RLRun) -> dict[str, Any]:
     params = {"rl": cfg.rl, "rewards": cfg.rewards, "video": cfg.video, "compute": cfg.compute}
     with stage_run("rl", params, cfg.tracking) as mlrun:
         model, processor = load_model_and_processor(cfg.model_dir, compute.dtype)
+        if own.get("freeze_vision"):
+            log.info("vision tower frozen: %d parameters", freeze_vision_tower(model))
         log.info("rl: %d reasoning records, variant %s, %d reward functions", len(records),
                  own.get("variant", "grpo"), len(funcs))
         with args.main_process_first(local=False, desc="checkpoints/rl"):  # one process clears stale ones

@@ -22,13 +22,13 @@ from stages.launch import ComputeConfig
 from stages.tracking import stage_run, trainer_callback
 from stages.train_common import (
     CHECKPOINTS, MODELS_BASE, MODELS_SFT, SFT_METRICS, checkpoint_step, file_digest, finish_checkpoints,
-    fingerprint, lora_config, model_digest, parse_trl_config, prepare_checkpoints,
+    fingerprint, freeze_vision_tower, lora_config, model_digest, parse_trl_config, prepare_checkpoints,
 )
-from stages.video_inputs import VideoConfig
+from stages.video_inputs import VideoConfig, count_video_tokens
 
 log = logging.getLogger(__name__)
 # Keys of the `sft` section that are ours; every other key is an SFTConfig field.
-OWN_KEYS = ("lora", "loss_gap_items")
+OWN_KEYS = ("lora", "loss_gap_items", "freeze_vision")
 REQUIRED_TRL_KEYS = ("bf16", "fp16", "activation_checkpointing|gradient_checkpointing", "assistant_only_loss")
 
 
@@ -52,12 +52,25 @@ def training_chat_template(processor) -> str | None:
     return template
 
 
+def with_lengths(dataset, processor):
+    """Add the `length` column (text tokens per row) that transformers' `train_sampling_strategy:
+    group_by_length` sorts on: batches of similar length waste far less compute on padding (the tube
+    targets are 5x longer than the rest). The video adds the same token count to every row."""
+    def text(content) -> str:
+        blocks = content if isinstance(content, list) else [content]
+        return " ".join((b.get("text") or "") if isinstance(b, dict) else str(b or "") for b in blocks)
+
+    texts = [" ".join(text(m["content"]) for m in row) for row in dataset["messages"]]
+    lengths = [len(ids) for ids in processor.tokenizer(texts)["input_ids"]]
+    return dataset.add_column("length", lengths)
+
+
 def train(model, processor, records: list[dict], video_root: str | Path, params: dict[str, Any],
           video_cfg: VideoConfig, checkpoint_dir: str | Path, run_fingerprint: str,
           callbacks: Sequence = ()) -> tuple[Any, dict[str, Any]]:
     """Fine-tune `model` on `records` (targets from stages/answer_format via video_inputs).
 
-    params: a section of SFTConfig fields plus OWN_KEYS (`lora`). Resumes from the last complete
+    params: a section of SFTConfig fields plus OWN_KEYS (`lora`, `freeze_vision`). Resumes from the last complete
     checkpoint in `checkpoint_dir` when it was written with the same `run_fingerprint`.
     Returns (trained model, merged if LoRA; summary with loss, steps, samples/s, seconds).
     """
@@ -68,9 +81,15 @@ def train(model, processor, records: list[dict], video_root: str | Path, params:
     collator = VideoSFTCollator(processor, video_cfg, assistant_only_loss=args.assistant_only_loss,
                                 chat_template=training_chat_template(processor) if args.assistant_only_loss
                                 else None, max_length=args.max_length)
+    if args.train_sampling_strategy == "group_by_length":
+        # TRL keeps only its vision signature columns; the sampler needs `length` (the collator ignores it).
+        args.remove_unused_columns = False
+    if own.get("freeze_vision"):
+        log.info("vision tower frozen: %d parameters", freeze_vision_tower(model))
     resume = prepare_checkpoints(checkpoint_dir, run_fingerprint)
     trainer = SFTTrainer(model=model, args=args, data_collator=collator,
-                         train_dataset=to_dataset(records, video_root), processing_class=processor,
+                         train_dataset=with_lengths(to_dataset(records, video_root), processor),
+                         processing_class=processor,
                          peft_config=lora_config(own.get("lora")), callbacks=list(callbacks))
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -121,8 +140,14 @@ def run(cfg: SFTRun) -> dict[str, Any]:
         model, processor = load_model_and_processor(cfg.base_dir, dtype)
         log.info("sft: %d reasoning records from %s", len(records), cfg.train_file)
         trl_params = {**cfg.sft, **ComputeConfig.from_params(cfg.compute).trainer_overrides()}
-        model, summary = train(model, processor, records, cfg.video_root, trl_params, video_cfg,
-                               cfg.checkpoint_dir, run_fp, callbacks=[trainer_callback(mlrun)])
+        with count_video_tokens() as meter:  # video tokens per training row, at the processor
+            model, summary = train(model, processor, records, cfg.video_root, trl_params, video_cfg,
+                                   cfg.checkpoint_dir, run_fp, callbacks=[trainer_callback(mlrun)])
+        if not meter.counts:  # DataLoader workers collate in their own processes: count a sample here
+            with count_video_tokens() as meter:
+                VideoSFTCollator(processor, video_cfg, chat_template=training_chat_template(processor))(
+                    to_dataset(records[:8], cfg.video_root).to_list())
+        summary.update({k: v for k, v in meter.summary().items() if v is not None})
         n_gap = int(own.get("loss_gap_items", 0))
         if n_gap and cfg.val_file and Path(cfg.val_file).is_file():
             val = select_records(read_jsonl(cfg.val_file), "reasoning")[:n_gap]

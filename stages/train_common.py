@@ -67,6 +67,21 @@ def parse_trl_config(config_cls, params: dict[str, Any], output_dir: str | os.Pa
     return config
 
 
+def freeze_vision_tower(model) -> int:
+    """Stop training the vision encoder and its merger (params `freeze_vision`, as Video-R1's
+    `freeze_vision_modules` and Qwen2.5-VL's `tune_mm_vision: false`); return the parameters frozen.
+
+    A pretrained tower is kept as it is. For the tiny default it is what lets the language model read the
+    video at all: trained from random init, the tower's output grows about 70-fold (norm 0.8 -> 55) into a
+    near-constant attention sink and the per-video content is lost (loss with real, zeroed or another
+    clip's frames equal to 4 decimals); frozen, its random features keep that content."""
+    tower = getattr(model, "visual", None) or getattr(getattr(model, "model", None), "visual", None)
+    if tower is None:
+        raise ValueError(f"freeze_vision: {type(model).__name__} has no vision tower (`visual`)")
+    tower.requires_grad_(False)
+    return sum(p.numel() for p in tower.parameters())
+
+
 def lora_config(params: dict[str, Any] | None):
     """A peft.LoraConfig from params `lora` ({enabled: bool, **LoraConfig fields}); None when disabled."""
     params = dict(params or {})

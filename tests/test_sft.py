@@ -105,6 +105,22 @@ def test_sft_trains_saves_and_logs_to_mlflow(workspace, monkeypatch, tmp_path):
     assert [m.step for m in history] == [1, 2, 3]
 
 
+def test_frozen_vision_tower_is_saved_unchanged_and_the_rest_trains(workspace):
+    import torch
+
+    from stages.model_io import load_model_and_processor
+
+    root = workspace
+    run(sft_run(root, {**trl_params(2), "learning_rate": 1e-2, "freeze_vision": True}, out="models/sft_frozen",
+                tracking=False))
+    base, _ = load_model_and_processor(root / "models/base")
+    tuned, _ = load_model_and_processor(root / "models/sft_frozen")
+    before, after = dict(base.named_parameters()), dict(tuned.named_parameters())
+    vision = [n for n in before if n.startswith("model.visual.")]
+    assert vision and all(torch.equal(before[n], after[n]) for n in vision)
+    assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"])
+
+
 def test_lora_run_saves_merged_weights(workspace):
     from stages.model_io import load_model_and_processor
 
@@ -117,7 +133,7 @@ def test_lora_run_saves_merged_weights(workspace):
 
 
 def test_default_params_sections_parse():
-    """The sft/model sections of params.yaml (or, until merged, the proposal) parse with TRL's parser."""
+    """The sft/model sections of params.yaml parse with TRL's parser."""
     from pathlib import Path
 
     import yaml
@@ -129,13 +145,11 @@ def test_default_params_sections_parse():
 
     root = Path(__file__).resolve().parents[1]
     params = yaml.safe_load((root / "params.yaml").read_text())
-    if "sft" not in params:
-        params = yaml.safe_load((root / ".proposed_params_training.yaml").read_text())
     own, trl = split_params(params["sft"])
     args = parse_trl_config(SFTConfig, trl, "checkpoints/sft")
     assert args.bf16 is False and args.activation_checkpointing is False and args.assistant_only_loss
     lora_config({**own["lora"], "enabled": True})
-    parse_trl_config(SFTConfig, params["model"]["alignment"], "checkpoints/bootstrap")
+    parse_trl_config(SFTConfig, split_params(params["model"]["alignment"])[1], "checkpoints/bootstrap")
     TinyConfig.from_params(params["model"]["tiny"])
     VideoConfig.from_params(params["video"])
 

@@ -78,3 +78,63 @@ def test_unknown_tiny_size_is_rejected():
 
     with pytest.raises(ValueError, match="unknown key 'hiddn_size'"):
         TinyConfig.from_params({"hiddn_size": 3})
+
+
+def test_pixel_statistics_reach_the_saved_processor_and_the_background_enters_as_zero(built, tmp_path):
+    """model.tiny pixel_mean/pixel_std replace the CLIP statistics in the saved processor; with the world's
+    background as the mean, a background-only patch is all zeros (what the frozen random tower needs)."""
+    import numpy as np
+
+    from stages.model_io import load_model_and_processor, save_model_and_processor
+    from stages.tiny_model import build_processor
+    from stages.world.config import BACKGROUND
+
+    root, records, model, processor = built
+    mean, std = [BACKGROUND[0] / 255] * 3, [0.5] * 3
+    custom = build_processor(processor.tokenizer, VideoConfig(), mean, std)
+    save_model_and_processor(model, custom, tmp_path / "m")
+    _, loaded = load_model_and_processor(tmp_path / "m")
+    assert list(loaded.video_processor.image_mean) == pytest.approx(mean)
+    assert list(loaded.video_processor.image_std) == pytest.approx(std)
+    frames = np.full((2, 56, 56, 3), BACKGROUND[0], dtype=np.uint8)
+    pixels = loaded.video_processor(videos=[frames], return_tensors="pt", do_sample_frames=False)
+    assert float(pixels["pixel_values_videos"].abs().max()) < 1e-6
+    clip = processor.video_processor(videos=[frames], return_tensors="pt", do_sample_frames=False)
+    assert float(clip["pixel_values_videos"].abs().min()) > 1.0  # CLIP statistics: far from zero
+
+
+@pytest.mark.parametrize("bad", [{"pixel_mean": [0.1, 0.1]}, {"pixel_std": [0.5, 0.0, 0.5]},
+                                 {"pixel_mean": "0.1"}])
+def test_bad_pixel_statistics_are_rejected(bad):
+    from stages.tiny_model import TinyConfig
+
+    with pytest.raises(ValueError, match=f"model.tiny.{next(iter(bad))}"):
+        TinyConfig.from_params(bad)
+
+
+def test_freezing_the_vision_tower_leaves_the_language_model_trainable(built):
+    import copy
+
+    from stages.train_common import freeze_vision_tower
+
+    model = copy.deepcopy(built[2])
+    frozen = freeze_vision_tower(model)
+    tower = model.model.visual
+    assert frozen == sum(p.numel() for p in tower.parameters()) > 0
+    assert not any(p.requires_grad for p in tower.parameters())
+    assert all(p.requires_grad for n, p in model.named_parameters() if not n.startswith("model.visual."))
+    with pytest.raises(ValueError, match="no vision tower"):
+        freeze_vision_tower(model.model.language_model)
+
+
+def test_format_tags_are_whole_tokens_apart_from_the_answer(built):
+    """'<answer>C</answer>' must not tokenize as '>C' (Qwen's pre-tokenizer glues punctuation to letters):
+    the tag, the answer and the closing tag are separate tokens, and the tags survive decoding."""
+    from stages.answer_format import FORMAT_TAGS
+
+    tokenizer = built[3].tokenizer
+    text = "<think>I see a red square.</think><answer>C</answer>"
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"])
+    assert [t for t in tokens if t in FORMAT_TAGS] == list(FORMAT_TAGS)
+    assert tokens[-3:] == ["<answer>", "C", "</answer>"]
+    assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
