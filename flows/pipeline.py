@@ -288,6 +288,33 @@ def _unless_failing(failing: bool, what: str):
         _logger().warning("could not %s in MLflow: %s", what, redact(str(exc))[:500])
 
 
+def already_done(repo: str | Path, register_model: bool = True) -> str | None:
+    """Why a flow run would do nothing, or None: every stage is up to date (`dvc status` is clean) and,
+    when registering, a model version already holds this exact pipeline state. Checked before Prefect
+    starts, so an up-to-date re-run costs seconds instead of a temporary server's start-up."""
+    from dvc.repo import Repo
+
+    repo = Path(repo).resolve()
+    if not (repo / "dvc.lock").is_file():
+        return None
+    with Repo(str(repo)) as dvc_repo:
+        if dvc_repo.status():
+            return None
+    if not register_model:
+        return "every stage is up to date"
+    from flows import registry
+    from flows.gates import load_rules
+
+    registry.tracking_setup(repo)
+    rules = load_rules(repo / "mlflow/registry.yaml")
+    version = registry.find_version(rules, "dvc_lock_hash", lineage_tags(repo)["dvc_lock_hash"])
+    if version is None:
+        return None
+    champion = registry.alias_version(rules, rules.champion)
+    return f"every stage is up to date and {rules.model_name} version {version} holds this state " \
+           f"(champion: {champion or 'none'})"
+
+
 def main(argv: list[str] | None = None) -> int:
     from flows.registry import cli_logging
 
@@ -300,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="if another flow holds this workspace, wait up to SECONDS for it (default: refuse)")
     args = parser.parse_args(argv)
     cli_logging()
+    if not args.force and (reason := already_done(args.repo, not args.no_register)):
+        log.info("nothing to do: %s (--force re-runs every stage)", reason)
+        return 0
     try:
         summary = pipeline(repo=args.repo, force=args.force, register_model=not args.no_register,
                            lock_timeout_s=args.wait)

@@ -146,8 +146,9 @@ def build_processor(tokenizer, video: VideoConfig, pixel_mean: list[float] | Non
     pixel_mean/pixel_std (params `model.tiny`) replace the CLIP statistics, which are only right for a
     tower pretrained with them. The tiny tower is random; with the synthetic world's background (16/255)
     as the mean, background patches enter as zeros, so the (bias-free) patch embedding and the frozen
-    tower's attention carry only the shapes: measured on perception items, counting from the video
-    rises from the language prior (0.4) to 0.9, against 0.4 either way with CLIP statistics."""
+    tower's attention carry only the shapes. Measured (perception-only alignment, frozen tower, 600 steps
+    of 8, 10 val counting items): 0.9 with the video vs 0.4 with blank frames; with CLIP statistics 0.4
+    either way (the language prior)."""
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     size = video.processor_size()

@@ -85,10 +85,11 @@ def test_flow_end_to_end(workspace, prefect_harness):
     from flows import registry
     from flows.dag import stage_order
     from flows.gates import load_rules
-    from flows.pipeline import pipeline
+    from flows.pipeline import already_done, pipeline
     from stages.atomic import read_jsonl
 
     order = stage_order(workspace)
+    assert already_done(workspace) is None  # nothing has run
     first = pipeline(repo=str(workspace))
     assert list(first["stages"]) == order
     assert all(status == "ran" for status in first["stages"].values()), first["stages"]
@@ -97,6 +98,11 @@ def test_flow_end_to_end(workspace, prefect_harness):
     second = pipeline(repo=str(workspace))
     assert all(status == "skipped" for status in second["stages"].values()), second["stages"]
     assert second["registry"]["registered"] is False
+    # `vr pipeline` checks this before starting Prefect: an up-to-date re-run costs seconds
+    assert f"version {first['registry']['version']} holds this state" in already_done(workspace)
+    report_code = workspace / "stages/report.py"
+    report_code.write_text(report_code.read_text() + "\n")
+    assert already_done(workspace) is None  # a changed dependency: evaluate must re-run
 
     client = MlflowClient()
     parent = client.get_run(first["mlflow_run_id"])
