@@ -3,7 +3,8 @@
 Reads models/rl, data/validated/val.jsonl (reasoning records, `tts.max_items_per_type` per type),
 params `tts`, `video`, `compute`; writes reports/tts/curve.csv (one row per point: metric with its 95 %
 interval, generated tokens, video tokens and wall seconds per item) and reports/tts/policy.json (the point
-chosen by `tts.rule`, default: the cheapest point within epsilon of the best metric; it names the frame
+chosen by `tts.rule`, default: the cheapest point within epsilon of the best metric (epsilon a number, or
+`ci95`: the best point's bootstrap interval); it names the frame
 sampler, which evaluate and the registered model then use). Run: `python -m stages.tts`.
 
 Cost of the sweep: samples are drawn once per frame level (n = max of `tts.n`) and every point replays
@@ -110,7 +111,9 @@ def metric_value(metrics: dict[str, Any], path: str) -> tuple[float | None, list
 def choose_point(rows: list[dict[str, Any]], rule: dict[str, Any]) -> dict[str, Any]:
     """The operating point. Rule `cheapest_within`: among points whose metric is >= best − epsilon,
     the lowest `cost` column (ties: higher metric, then fewer generations, then sweep order).
-    Rule `best`: the highest metric (ties: lower cost)."""
+    `epsilon: ci95` takes epsilon from the data: best − the lower end of the best point's 95 % bootstrap
+    interval, so on a small val split a point that cannot be told apart from the best is not paid for
+    (a fixed epsilon there chases noise). Rule `best`: the highest metric (ties: lower cost)."""
     cost = rule.get("cost", "tokens_per_item")
     scored = [r for r in rows if r["metric"] is not None]
     if not scored:
@@ -120,11 +123,22 @@ def choose_point(rows: list[dict[str, Any]], rule: dict[str, Any]) -> dict[str, 
     if name == "best":
         eligible = [r for r in scored if r["metric"] >= best - 1e-12]
     elif name == "cheapest_within":
-        eligible = [r for r in scored if r["metric"] >= best - float(rule.get("epsilon", 0.0)) - 1e-12]
+        eligible = [r for r in scored if r["metric"] >= best - _epsilon(rule.get("epsilon", 0.0), scored) - 1e-12]
     else:
         raise ValueError(f"params tts.rule.name: unknown {name!r} (known: cheapest_within, best)")
     order = {id(r): i for i, r in enumerate(rows)}
     return min(eligible, key=lambda r: (r[cost], -r["metric"], r["generations_per_item"], order[id(r)]))
+
+
+def _epsilon(value: Any, scored: list[dict[str, Any]]) -> float:
+    if value != "ci95":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"params tts.rule.epsilon: a number or 'ci95', got {value!r}") from None
+    top = max(scored, key=lambda r: r["metric"])
+    low = top.get("metric_low")
+    return 0.0 if low is None else max(0.0, top["metric"] - float(low))
 
 
 @dataclass

@@ -32,6 +32,18 @@ def test_cheapest_point_within_epsilon_of_the_best(rule, expected):
     assert choose_point(CURVE, rule)["point"] == expected
 
 
+def test_epsilon_from_the_best_points_interval():
+    rows = [{**point("greedy", 0.21, 80), "metric_low": 0.10}, {**point("bon", 0.23, 390, 4), "metric_low": 0.12},
+            {**point("sc", 0.18, 330, 4), "metric_low": 0.08}]
+    assert choose_point(rows, {"name": "cheapest_within", "epsilon": "ci95"})["point"] == "greedy"
+    rows[2]["metric"] = rows[1]["metric_low"] = 0.22  # greedy now below the best's lower bound
+    assert choose_point(rows, {"name": "cheapest_within", "epsilon": "ci95"})["point"] == "sc"
+    rows[1]["metric_low"] = None  # no interval: the best point itself
+    assert choose_point(rows, {"name": "cheapest_within", "epsilon": "ci95"})["point"] == "bon"
+    with pytest.raises(ValueError, match="tts.rule.epsilon"):
+        choose_point(rows, {"name": "cheapest_within", "epsilon": "wide"})
+
+
 def test_ties_in_cost_go_to_the_better_metric_and_errors_are_named():
     rows = [point("a", 0.5, 100), point("b", 0.55, 100)]
     assert choose_point(rows, {"epsilon": 0.1})["point"] == "b"
