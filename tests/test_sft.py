@@ -168,3 +168,31 @@ def test_trainer_forward_receives_the_video_tensors(workspace, tmp_path):
                        tmp_path / "checkpoints", "test")
     assert summary["steps"] == 1 and seen
     assert all({"pixel_values_videos", "video_grid_thw", "second_per_grid_ts", "labels"} <= keys for keys in seen)
+
+
+def test_model_version_follows_the_weights_not_only_the_config(tmp_path, monkeypatch):
+    """Two runs with one config and equal file sizes but different weights get different versions;
+    a byte-identical copy gets the same one; big weight files are identified from sampled chunks."""
+    import shutil
+
+    from stages import train_common
+    from stages.train_common import model_digest
+
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "config.json").write_text('{"hidden_size": 8}')
+    (a / "model.safetensors").write_bytes(bytes(range(256)) * 64)
+    shutil.copytree(a, tmp_path / "copy")
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    weights = bytearray((b / "model.safetensors").read_bytes())
+    weights[5000] ^= 1
+    (b / "model.safetensors").write_bytes(bytes(weights))
+    assert model_digest(a) == model_digest(tmp_path / "copy") != model_digest(b)
+    monkeypatch.setattr(train_common, "_WHOLE_FILE_BYTES", 1024)
+    monkeypatch.setattr(train_common, "_SAMPLE_BYTES", 256)
+    monkeypatch.setattr(train_common, "_SAMPLES", 4)
+    assert model_digest(a) == model_digest(tmp_path / "copy")
+    weights[0] ^= 1  # inside the first sampled chunk (the safetensors header)
+    (b / "model.safetensors").write_bytes(bytes(weights))
+    assert model_digest(a) != model_digest(b)
