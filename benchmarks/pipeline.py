@@ -1,4 +1,4 @@
-"""Wall time of the pipeline through the Prefect flow (`python -m flows.pipeline`, what `vr pipeline` and
+"""Wall time of the pipeline through the Prefect flow (`python -m flows.command`, what `vr pipeline` and
 `make pipeline` run), in a fresh copy of the repository with its own PREFECT_HOME and MLflow store:
 
 - each stage's own command (wall of `python -m stages...`, timed by a wrapper this script puts in front
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
         subprocess.run(["git", "-c", "commit.gpgsign=false", "commit", "-q", "-m", "benchmark", "--allow-empty"],
                        cwd=ws, check=True, env=env)
 
-        flow = [sys.executable, "-m", "flows.pipeline", "--repo", "."] + (["--no-register"] if args.no_register else [])
+        flow = [sys.executable, "-m", "flows.command", "--repo", "."] + (["--no-register"] if args.no_register else [])
         flow_s = timed(flow, ws, env, bench / "flow1.log")
         commands = stage_seconds(timing_log)
         tasks = task_spans((bench / "flow1.log").read_text(encoding="utf-8", errors="replace"))

@@ -11,7 +11,6 @@ Run: `python -m flows.pipeline` (= `vr flow`); `--force` re-runs every stage.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
@@ -39,6 +38,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.exceptions import MissingContextError  # noqa: E402
 
 from flows.dag import stage_order  # noqa: E402
+from flows.lineage import already_done, lineage_tags  # noqa: E402,F401  (re-exported)
 
 log = logging.getLogger("flows.pipeline")  # not __name__: it is __main__ under python -m
 TRANSIENT_PATTERNS = [re.compile(p, re.I) for p in (
@@ -176,19 +176,6 @@ def worth_logging(line: str) -> bool:
     return bool(text) and (not _PROGRESS_RE.search(text) or "100%|" in text)
 
 
-def lineage_tags(repo: str | Path, pipeline_run_id: str = "") -> dict[str, str]:
-    """git commit, the dvc.lock hash of every stage (`dvc_lock.<stage>`) and of the whole pipeline."""
-    from stages.tracking import dvc_lock_hash, git_commit
-
-    repo = Path(repo).resolve()
-    with contextlib.chdir(repo):
-        tags = {"git_commit": git_commit(), "pipeline_run_id": pipeline_run_id}
-        stages = stage_order(repo)
-        tags.update({f"dvc_lock.{s}": dvc_lock_hash(s, repo / "dvc.lock") for s in stages})
-    tags["dvc_lock_hash"] = "-".join(tags[f"dvc_lock.{s}"][:8] for s in stages)
-    return tags
-
-
 def tag_stage_runs(client, experiment_id: str, stage: str, tags: dict[str, str], parent_run_id: str) -> int:
     """Tag the MLflow runs a stage opened in this pipeline run: parent run and final dvc.lock hash
     (a stage only knows its lock entry of the previous run: DVC writes dvc.lock after the command)."""
@@ -288,66 +275,11 @@ def _unless_failing(failing: bool, what: str):
         _logger().warning("could not %s in MLflow: %s", what, redact(str(exc))[:500])
 
 
-def already_done(repo: str | Path, register_model: bool = True) -> str | None:
-    """Why a flow run would do nothing, or None: every stage is up to date (`dvc status` is clean) and,
-    when registering, a model version already holds this exact pipeline state. Checked before Prefect
-    starts, so an up-to-date re-run costs seconds instead of a temporary server's start-up."""
-    from dvc.repo import Repo
-
-    repo = Path(repo).resolve()
-    if not (repo / "dvc.lock").is_file():
-        return None
-    with Repo(str(repo)) as dvc_repo:
-        if dvc_repo.status():
-            return None
-    if not register_model:
-        return "every stage is up to date"
-    from flows import registry
-    from flows.gates import load_rules
-
-    registry.tracking_setup(repo)
-    rules = load_rules(repo / "mlflow/registry.yaml")
-    version = registry.find_version(rules, "dvc_lock_hash", lineage_tags(repo)["dvc_lock_hash"])
-    if version is None:
-        return None
-    champion = registry.alias_version(rules, rules.champion)
-    return f"every stage is up to date and {rules.model_name} version {version} holds this state " \
-           f"(champion: {champion or 'none'})"
-
-
 def main(argv: list[str] | None = None) -> int:
-    from flows.registry import cli_logging
+    """`python -m flows.pipeline`: the same as `vr pipeline` (flows/command.py)."""
+    from flows.command import main as command_main
 
-    parser = argparse.ArgumentParser(prog="vr flow", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repo", default=".", help="workspace root (holds dvc.yaml)")
-    parser.add_argument("--force", action="store_true", help="re-run every stage (dvc repro --force)")
-    parser.add_argument("--no-register", action="store_true", help="skip registration and promotion")
-    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                        help="if another flow holds this workspace, wait up to SECONDS for it (default: refuse)")
-    args = parser.parse_args(argv)
-    cli_logging()
-    if not args.force and (reason := already_done(args.repo, not args.no_register)):
-        log.info("nothing to do: %s (--force re-runs every stage)", reason)
-        return 0
-    try:
-        summary = pipeline(repo=args.repo, force=args.force, register_model=not args.no_register,
-                           lock_timeout_s=args.wait)
-    except WorkspaceBusy as exc:
-        log.error("%s", exc)
-        return 75  # EX_TEMPFAIL: try again later
-    repo = Path(args.repo).resolve()
-    report = repo / "reports/eval/report.html"
-    champion = (summary.get("registry") or {}).get("champion")
-    log.info("stages: %s", ", ".join(f"{s} {r}" for s, r in summary["stages"].items()))
-    log.info("report: %s", report if report.is_file() else f"{report} (not written: no evaluate stage yet)")
-    uri = summary["tracking_uri"]
-    ui = uri if uri.startswith("http") else f"`vr servers mlflow`, then http://127.0.0.1:5000 (store {uri})"
-    log.info("MLflow UI: %s; this pipeline's runs carry tag pipeline_run_id=%s", ui, summary["pipeline_run_id"])
-    log.info("Prefect UI: `vr servers prefect-ui`, then http://127.0.0.1:4200 (flow runs in PREFECT_HOME=%s)",
-             os.environ["PREFECT_HOME"])
-    log.info("champion: %s", f"version {champion}" if champion else "none registered yet")
-    return 0
+    return command_main(argv)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,11 @@ STALE_PENDING_S = 600.0  # a pending version older than this was left by a faile
 REQUIREMENTS = ("mlflow", "torch", "torchvision", "transformers", "av", "numpy", "pandas", "pillow", "pyyaml")
 
 
+def tracking_uri(repo: str | Path = ".") -> str:
+    """MLFLOW_TRACKING_URI, else the embedded sqlite store of `repo`."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(repo).resolve() / 'mlflow' / 'mlflow.db'}"
+
+
 def tracking_setup(repo: str | Path = ".") -> tuple[str, str]:
     """Point MLflow at MLFLOW_TRACKING_URI, else the embedded sqlite store of `repo`; returns (uri,
     experiment id) of the experiment every stage logs to (artifacts under <repo>/mlflow/artifacts)."""
@@ -44,7 +49,7 @@ def tracking_setup(repo: str | Path = ".") -> tuple[str, str]:
     from stages.tracking import ARTIFACTS_DIR, EXPERIMENT
 
     repo = Path(repo).resolve()
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}"
+    uri = tracking_uri(repo)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
@@ -402,7 +407,7 @@ def _command(args: argparse.Namespace) -> int:
                      " (unfinished registration)" if row["registration"] == PENDING else "")
         return 0
     if args.command == "register":
-        from flows.pipeline import lineage_tags
+        from flows.lineage import lineage_tags
 
         result = register_workspace(".", rules, tags=lineage_tags("."))
         log.info("%s", result)

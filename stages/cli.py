@@ -24,7 +24,7 @@ from stages import telemetry  # noqa: F401
 STAGE_MODULES = {name: f"stages.{name}" for name in
                  ("generate", "ingest", "validate", "bootstrap", "sft", "rl", "tts", "evaluate")}
 
-FORWARDED = {"pipeline": "flows.pipeline", "registry": "flows.registry", "servers": "flows.servers",
+FORWARDED = {"pipeline": "flows.command", "registry": "flows.registry", "servers": "flows.servers",
              "score": "stages.score"}
 
 

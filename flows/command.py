@@ -1,0 +1,57 @@
+"""`vr pipeline`: run the Prefect flow of flows/pipeline.py, unless the workspace is already up to date and
+registered (checked first, without importing Prefect: an up-to-date re-run costs seconds)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from stages import telemetry  # noqa: F401
+from flows.lineage import already_done
+
+log = logging.getLogger("flows.pipeline")
+PIPELINE_DOC = """The pipeline as a Prefect flow: one task per DVC stage (`dvc repro <stage>`), then MLflow
+registration and gated promotion. See flows/pipeline.py."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    from flows.registry import cli_logging
+
+    parser = argparse.ArgumentParser(prog="vr pipeline", description=PIPELINE_DOC,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", default=".", help="workspace root (holds dvc.yaml)")
+    parser.add_argument("--force", action="store_true", help="re-run every stage (dvc repro --force)")
+    parser.add_argument("--no-register", action="store_true", help="skip registration and promotion")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="if another flow holds this workspace, wait up to SECONDS for it (default: refuse)")
+    args = parser.parse_args(argv)
+    cli_logging()
+    if not args.force and (reason := already_done(args.repo, not args.no_register)):
+        log.info("nothing to do: %s (--force re-runs every stage)", reason)
+        return 0
+    from flows.pipeline import WorkspaceBusy, pipeline  # Prefect is imported only when there is work
+
+    try:
+        summary = pipeline(repo=args.repo, force=args.force, register_model=not args.no_register,
+                           lock_timeout_s=args.wait)
+    except WorkspaceBusy as exc:
+        log.error("%s", exc)
+        return 75  # EX_TEMPFAIL: try again later
+    repo = Path(args.repo).resolve()
+    report = repo / "reports/eval/report.html"
+    champion = (summary.get("registry") or {}).get("champion")
+    log.info("stages: %s", ", ".join(f"{s} {r}" for s, r in summary["stages"].items()))
+    log.info("report: %s", report if report.is_file() else f"{report} (not written: no evaluate stage yet)")
+    uri = summary["tracking_uri"]
+    ui = uri if uri.startswith("http") else f"`vr servers mlflow`, then http://127.0.0.1:5000 (store {uri})"
+    log.info("MLflow UI: %s; this pipeline's runs carry tag pipeline_run_id=%s", ui, summary["pipeline_run_id"])
+    log.info("Prefect UI: `vr servers prefect-ui`, then http://127.0.0.1:4200 (flow runs in PREFECT_HOME=%s)",
+             os.environ["PREFECT_HOME"])
+    log.info("champion: %s", f"version {champion}" if champion else "none registered yet")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
