@@ -10,6 +10,7 @@ from pathlib import Path
 
 from stages import telemetry  # noqa: F401
 from flows.lineage import already_done
+from stages.tracking import redact
 
 log = logging.getLogger("flows.pipeline")
 PIPELINE_DOC = """The pipeline as a Prefect flow: one task per DVC stage (`dvc repro <stage>`), then MLflow
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     champion = (summary.get("registry") or {}).get("champion")
     log.info("stages: %s", ", ".join(f"{s} {r}" for s, r in summary["stages"].items()))
     log.info("report: %s", report if report.is_file() else f"{report} (not written: no evaluate stage yet)")
-    uri = summary["tracking_uri"]
+    uri = redact(summary["tracking_uri"])
     ui = uri if uri.startswith("http") else f"`vr servers mlflow`, then http://127.0.0.1:5000 (store {uri})"
     log.info("MLflow UI: %s; this pipeline's runs carry tag pipeline_run_id=%s", ui, summary["pipeline_run_id"])
     log.info("Prefect UI: `vr servers prefect-ui`, then http://127.0.0.1:4200 (flow runs in PREFECT_HOME=%s)",

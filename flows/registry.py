@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from stages import telemetry  # noqa: F401
 from flows.gates import Decision, Rules, gate_decision, load_rules, read_ladder_metrics
-from flows.retries import RegistryUnavailable, is_transient, retrying
+from flows.retries import RegistryUnavailable, is_transient, redact, retrying
 
 log = logging.getLogger("flows.registry")  # not __name__: it is __main__ under python -m
 METRIC_TAG = "metric."
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
 def _command(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
     uri, _ = tracking_setup(".")
-    log.info("registry %s at %s", rules.model_name, uri)
+    log.info("registry %s at %s", rules.model_name, redact(uri))
     if args.command == "list":
         rows = list_versions(rules)
         if args.json:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from stages.tracking import redact
+
 log = logging.getLogger("flows.registry")
 T = TypeVar("T")
 RETRY_DELAYS_S: tuple[float, ...] = (5.0, 30.0)  # seconds slept before the 2nd and 3rd attempt
@@ -22,16 +24,12 @@ _TRANSIENT = re.compile(
     r"Max retries exceeded|Connection (refused|reset|aborted)|RemoteDisconnected|Read timed out|"
     r"timeout exception|database is locked|Temporary failure in name resolution|"
     r"\b(502|503|504)\b.*(Bad Gateway|Service Unavailable|Gateway Time-?out)", re.I)
-_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 class RegistryUnavailable(RuntimeError):
     """The MLflow tracking server (or store) could not be reached within the bounded retries."""
 
 
-def redact(text: str) -> str:
-    """`http://user:secret@host` -> `http://host`: errors and logs never carry credentials."""
-    return _CREDENTIALS.sub("", text)
 
 
 def server() -> str:

@@ -26,6 +26,14 @@ ARTIFACTS_DIR = Path("mlflow/artifacts")
 EXPERIMENT = "videoreasoner"
 
 
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """`http://user:secret@host` -> `http://host`: errors and logs never carry credentials."""
+    return _CREDENTIALS.sub("", text)
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
 
@@ -118,7 +126,7 @@ def stage_run(stage: str, params: dict[str, Any] | None = None, enabled: bool = 
             "pipeline_run_id": os.environ.get("PIPELINE_RUN_ID", "")}
     parent = os.environ.get("MLFLOW_PARENT_RUN_ID") or None
     with mlflow.start_run(run_name=stage, tags=tags, parent_run_id=parent) as active:
-        log.info("MLflow run %s (%s)", active.info.run_id, uri)
+        log.info("MLflow run %s (%s)", active.info.run_id, redact(uri))
         run = Run(mlflow)
         if params:
             run.log_params(params)

@@ -191,6 +191,18 @@ def test_stage_run_never_logs_the_tracking_password(tmp_path, monkeypatch, caplo
     assert SENTINEL not in caplog.text + out + err
 
 
+@pytest.mark.parametrize("text, expected", [
+    (f"http://pipeline:{SENTINEL}@127.0.0.1:5000", "http://127.0.0.1:5000"),
+    (f"MLflow run 1f (https://{SENTINEL}@mlflow.example/api)", "MLflow run 1f (https://mlflow.example/api)"),
+    ("sqlite:////work/mlflow/mlflow.db", "sqlite:////work/mlflow/mlflow.db"),
+])
+def test_tracking_uris_lose_their_credentials_before_any_log_line(text, expected):
+    """The stage runs, `vr pipeline` and `vr registry` log the tracking URI only through this."""
+    from stages.tracking import redact
+
+    assert redact(text) == expected
+
+
 def test_the_auth_config_file_never_holds_the_password(tmp_path):
     from flows.servers import auth_environment
 
