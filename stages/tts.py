@@ -26,7 +26,7 @@ from typing import Any
 from stages import telemetry  # noqa: F401
 from stages.answer_format import PROMPT_VERSION
 from stages.atomic import atomic_path, read_jsonl, write_json
-from stages.inference import Decoding, Engine, FrameSource, load_engine
+from stages.inference import Decoding, Engine, load_engine
 from stages.paths import MODELS_RL, TTS_REPORTS, split_file
 from stages.samplers import SAMPLERS
 from stages.score import score_predictions
@@ -40,6 +40,7 @@ from stages.tts_strategies import (
     select_best,
     select_vote,
     sparse_to_dense,
+    with_sampler,
 )
 from stages.video_inputs import VideoConfig, count_video_tokens
 
@@ -74,16 +75,6 @@ def settings(params: dict[str, Any] | None) -> dict[str, Any]:
     if bad := [s for s in out["samplers"] if s not in SAMPLERS]:
         raise ValueError(f"params tts.samplers: unknown {bad[0]!r} (known: {list(SAMPLERS)})")
     return out
-
-
-def with_sampler(engine: Engine, sampler: str | None) -> Engine:
-    """The engine whose frames come from `sampler` (params `video` otherwise unchanged; its own frame
-    cache); the engine itself when it already samples so or `sampler` is None (older policies)."""
-    source = engine.frames
-    if sampler is None or source.video.sampler == sampler:
-        return engine
-    video = VideoConfig.from_params({**source.video.__dict__, "sampler": sampler})
-    return engine.with_frames(FrameSource(video, getattr(source, "video_root", "."), source.transform))
 
 
 def subset(records: list[dict], per_type: int | None) -> list[dict]:

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stages.answer_format import extract_answer, format_answer, parse_answer
-from stages.inference import GREEDY, Decoding, Engine, Generation
+from stages.inference import GREEDY, Decoding, Engine, FrameSource, Generation
 from stages.verifiers import box_iou, temporal_iou, tube_viou
+from stages.video_inputs import VideoConfig
 
 STRATEGIES = ("greedy", "self_consistency", "confidence_vote", "best_of_n", "sparse_to_dense")
 DEFAULT_SAMPLING = Decoding(do_sample=True, temperature=0.8, top_p=0.95)
@@ -258,9 +259,21 @@ def sparse_to_dense(engine: Engine, records: Sequence[dict], *, n: int, start_fr
 
 # ---- policies ---------------------------------------------------------------------------------------
 
+def with_sampler(engine: Engine, sampler: str | None) -> Engine:
+    """The engine whose frames come from `sampler` (params `video` otherwise unchanged; its own frame
+    cache); the engine itself when it already samples so or `sampler` is None (older policies)."""
+    source = engine.frames
+    if sampler is None or source.video.sampler == sampler:
+        return engine
+    video = VideoConfig.from_params({**source.video.__dict__, "sampler": sampler})
+    return engine.with_frames(FrameSource(video, getattr(source, "video_root", "."), source.transform))
+
+
 def apply_policy(engine: Engine, records: Sequence[dict], policy: dict[str, Any]) -> list[Answer]:
     """Answer `records` as reports/tts/policy.json says: {"strategy", "n", "frames", "decoding",
-    "iou_threshold", "scorer", "start_frames", "agreement"} (missing keys take the defaults above)."""
+    "iou_threshold", "scorer", "start_frames", "agreement", "sampler"} (missing keys take the defaults
+    above; the frame sampler, when named, replaces the engine's)."""
+    engine = with_sampler(engine, policy.get("sampler"))
     name = policy.get("strategy", "greedy")
     frames = policy.get("frames")
     decoding = Decoding.from_params(policy.get("decoding") or {}) if policy.get("decoding") else None

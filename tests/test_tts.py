@@ -148,3 +148,9 @@ def test_sampler_is_a_sweep_axis_and_the_policy_names_it(tmp_path):
     assert swapped.frames.video.sampler == "keyframes" and swapped.frames.video.max_frames == 8
     same = FakeEngine(None, frames=FakeFrames())
     assert with_sampler(same, "uniform") is same and with_sampler(same, None) is same
+    # the registered model answers through apply_policy: it applies the policy's sampler too
+    from stages.tts_strategies import apply_policy
+
+    engine.calls.clear()
+    apply_policy(engine, records()[:2], policy)
+    assert [c["sampler"] for c in engine.calls] == ["keyframes"]
