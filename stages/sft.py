@@ -81,15 +81,16 @@ def train(model, processor, records: list[dict], video_root: str | Path, params:
     collator = VideoSFTCollator(processor, video_cfg, assistant_only_loss=args.assistant_only_loss,
                                 chat_template=training_chat_template(processor) if args.assistant_only_loss
                                 else None, max_length=args.max_length)
+    dataset = to_dataset(records, video_root)
     if args.train_sampling_strategy == "group_by_length":
         # TRL keeps only its vision signature columns; the sampler needs `length` (the collator ignores it).
         args.remove_unused_columns = False
+        dataset = with_lengths(dataset, processor)
     if own.get("freeze_vision"):
         log.info("vision tower frozen: %d parameters", freeze_vision_tower(model))
     resume = prepare_checkpoints(checkpoint_dir, run_fingerprint)
     trainer = SFTTrainer(model=model, args=args, data_collator=collator,
-                         train_dataset=with_lengths(to_dataset(records, video_root), processor),
-                         processing_class=processor,
+                         train_dataset=dataset, processing_class=processor,
                          peft_config=lora_config(own.get("lora")), callbacks=list(callbacks))
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

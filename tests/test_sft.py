@@ -121,6 +121,21 @@ def test_frozen_vision_tower_is_saved_unchanged_and_the_rest_trains(workspace):
     assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"])
 
 
+def test_length_grouped_batches_get_the_length_column_they_sort_on(workspace):
+    """TRL drops columns outside its signature; group_by_length needs `length`, added only then."""
+    from stages.model_io import load_model_and_processor
+    from stages.sft import with_lengths
+
+    root = workspace
+    records = select_records(read_jsonl(root / "data/validated/train.jsonl"), "reasoning")[:4]
+    _, processor = load_model_and_processor(root / "models/base")
+    lengths = with_lengths(to_dataset(records, root), processor)["length"]
+    assert len(lengths) == 4 and all(n > 10 for n in lengths)
+    metrics = run(sft_run(root, {**trl_params(1), "train_sampling_strategy": "group_by_length"},
+                          out="models/sft_grouped", tracking=False))
+    assert metrics["steps"] == 1
+
+
 def test_lora_run_saves_merged_weights(workspace):
     from stages.model_io import load_model_and_processor
 
