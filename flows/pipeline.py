@@ -38,7 +38,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.exceptions import MissingContextError  # noqa: E402
 
 from flows.dag import stage_order  # noqa: E402
-from flows.lineage import already_done, lineage_tags  # noqa: E402,F401  (re-exported)
+from flows.lineage import lineage_tags  # noqa: E402
 
 log = logging.getLogger("flows.pipeline")  # not __name__: it is __main__ under python -m
 TRANSIENT_PATTERNS = [re.compile(p, re.I) for p in (

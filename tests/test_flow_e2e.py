@@ -85,7 +85,8 @@ def test_flow_end_to_end(workspace, prefect_harness):
     from flows import registry
     from flows.dag import stage_order
     from flows.gates import load_rules
-    from flows.pipeline import already_done, pipeline
+    from flows.lineage import already_done
+    from flows.pipeline import pipeline
     from stages.atomic import read_jsonl
 
     order = stage_order(workspace)
