@@ -4,7 +4,8 @@ Reads models/{base,sft,rl}, reports/tts/policy.json, data/validated/{test,train}
 `video`, `compute`. Writes to reports/eval/: predictions/<model>.jsonl (+ <model>.blank.jsonl,
 <model>.shuffled.jsonl, constant.jsonl; rows {"id", "prediction"}; <model>.frames.jsonl: rows {"id",
 "sampler", "frame_times"}, the seconds of the frames each answer saw), items.jsonl (the evaluated test
-records), metrics.json (every number with its 95 % bootstrap interval and every setting used),
+records), metrics.json (every number with its 95 % bootstrap interval, each rung's paired AM gain over
+the rung before it in `ladder_gains`, and every setting used),
 summary.json (flat headline numbers: the DVC metrics file), ladder.csv (DVC plot) and report.html.
 Scores come from stages.score.score_predictions only, so `vr score --split reports/eval/items.jsonl
 --predictions reports/eval/predictions/rl.jsonl --out DIR` reproduces them (same seed, n_boot 1000).
@@ -37,6 +38,7 @@ from stages.paths import (
     TTS_REPORTS,
     split_file,
 )
+from stages.metrics import paired_difference
 from stages.score import score_predictions
 from stages.sft_data import select_records
 from stages.tracking import stage_run
@@ -106,14 +108,27 @@ class EvalRun:
     tracking: bool = True
 
 
-def _score(records, predictions, path: Path, ev: dict[str, Any]) -> dict[str, Any]:
+def _score(records, predictions, path: Path, ev: dict[str, Any], items: dict[str, list] | None = None,
+           key: str | None = None) -> dict[str, Any]:
+    """Write the predictions, score them; keep the per-item rows in items[key] when given."""
     write_jsonl(path, predictions)
-    metrics, _ = score_predictions(records, predictions, ev["seed"], n_boot=ev["n_boot"], where=str(path))
+    metrics, per_item = score_predictions(records, predictions, ev["seed"], n_boot=ev["n_boot"], where=str(path))
+    if items is not None and key is not None:
+        items[key] = per_item
     return metrics
 
 
+def ladder_gains(names: list[str], items: dict[str, list[dict]], ev: dict[str, Any]) -> dict[str, Any]:
+    """Each rung's AM gain over the rung before it ("sft-base", "rl-sft", "rl_tts-rl"), on the same test
+    items with a paired bootstrap interval (stages.metrics.paired_difference): at 24 items per type, two
+    models 0.04 AM apart have overlapping intervals of their own, but the paired interval of the
+    difference excludes 0."""
+    return {f"{b}-{a}": paired_difference(items[a], items[b], ev["seed"], ev["n_boot"])
+            for a, b in zip(names, names[1:]) if a in items and b in items}
+
+
 def evaluate_model(name: str, engine: Engine, answer, records: list[dict], ev: dict[str, Any],
-                   pred_dir: Path) -> dict[str, Any]:
+                   pred_dir: Path, items: dict[str, list] | None = None) -> dict[str, Any]:
     """Predictions, metrics and cost of one model with the correct video and under each control."""
     out: dict[str, Any] = {"controls": {}}
     for condition in ["video", *ev["controls"]]:
@@ -130,7 +145,8 @@ def evaluate_model(name: str, engine: Engine, answer, records: list[dict], ev: d
                  "frame_times": [round(t, 4) for t in eng.frames.get(r, a.frames).timestamps]}
                 for r, a in zip(records, answers)])
         file = pred_dir / (f"{name}.jsonl" if condition == "video" else f"{name}.{condition}.jsonl")
-        block = {"metrics": _score(records, predictions, file, ev), "predictions": str(file),
+        key = name if condition == "video" else None  # per-item rows with the video: the paired ladder gains
+        block = {"metrics": _score(records, predictions, file, ev, items, key), "predictions": str(file),
                  "cost": {"tokens_per_item": sum(a.tokens for a in answers) / len(records),
                           "seconds_per_item": seconds / len(records),
                           "generations_per_item": sum(a.generations for a in answers) / len(records),
@@ -160,6 +176,7 @@ def run(cfg: EvalRun) -> dict[str, Any]:
     versions: dict[str, dict[str, str]] = {}
     with stage_run("evaluate", {"eval": ev, "video": cfg.video}, cfg.tracking) as mlrun:
         loaded: dict[str, Engine] = {}
+        per_item: dict[str, list[dict]] = {}
         for name in ev["models"]:
             path = Path(cfg.model_dirs[name])
             version = model_digest(path) if path.is_dir() else str(path)
@@ -173,7 +190,7 @@ def run(cfg: EvalRun) -> dict[str, Any]:
                 answer = lambda eng, recs: apply_policy(eng, recs, policy)  # noqa: E731
             else:
                 answer = lambda eng, recs: greedy(eng, recs, decoding=decoding)  # noqa: E731
-            result = evaluate_model(name, engine, answer, records, ev, pred_dir)
+            result = evaluate_model(name, engine, answer, records, ev, pred_dir, per_item)
             model_flat = flat(result["metrics"])
             result["video_use"] = {c: video_use(model_flat, flat(b["metrics"])) for c, b in result["controls"].items()}
             result["video_use"]["constant"] = video_use(model_flat, flat(constant))
@@ -185,6 +202,7 @@ def run(cfg: EvalRun) -> dict[str, Any]:
             mlrun.log_metrics({f"{name}/{k}": v for k, v in model_flat.items() if v is not None})
         metrics = {
             "models": results,
+            "ladder_gains": ladder_gains(ev["models"], per_item, ev),
             "constant": {"metrics": constant, "answers": constants, "predictions": str(pred_dir / "constant.jsonl")},
             "headline": flat(results[ev["models"][-1]]["metrics"]) if results else {},
             "headline_model": ev["models"][-1] if results else None,
@@ -200,6 +218,8 @@ def run(cfg: EvalRun) -> dict[str, Any]:
                          "rescore": f"vr score --split {out_dir / ITEMS_FILE} --predictions "
                                     f"{pred_dir}/<model>.jsonl --out <dir> --seed {ev['seed']}"},
         }
+        mlrun.log_metrics({f"gain/{k}": g["value"] for k, g in metrics["ladder_gains"].items()
+                           if g["value"] is not None})
         write_outputs(out_dir, metrics, cfg.curve_file)
         mlrun.log_artifact(out_dir / METRICS_FILE)
         mlrun.log_artifact(out_dir / REPORT_FILE)
@@ -211,7 +231,8 @@ def write_outputs(out_dir: Path, metrics: dict[str, Any], curve_file: Path | Non
     from stages.report import read_curve, write_report
 
     write_json(out_dir / METRICS_FILE, metrics)
-    summary: dict[str, Any] = {"headline": metrics["headline"], "constant": flat(metrics["constant"]["metrics"])}
+    summary: dict[str, Any] = {"headline": metrics["headline"], "constant": flat(metrics["constant"]["metrics"]),
+                               "ladder_gains": {k: g["value"] for k, g in metrics.get("ladder_gains", {}).items()}}
     for name, result in metrics["models"].items():
         summary[name] = flat(result["metrics"])
         for control, block in result["controls"].items():

@@ -116,14 +116,49 @@ def _type_metrics(ptype: str, items: list[dict], seed: int, n_boot: int) -> dict
     return out
 
 
-def _summary(by_type: dict[str, list[dict]], seed: int, n_boot: int) -> dict[str, Any]:
+def _pools(by_type: dict[str, list[dict]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The summary's three pools (accuracy, tIoU, vIoU), items in by_type order."""
     def pool(pairs: list[tuple[str, str | None]]) -> np.ndarray:
         parts = [_values(by_type.get(t, []), key) for t, key in pairs]
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    acc = pool([(t, None) for t in ANSWER_TYPES])
-    tiou = pool([("temporal_grounding", "iou"), ("spatio_temporal_grounding", "tiou")])
-    viou = pool([("spatio_temporal_grounding", "viou"), ("spatial_grounding", "iou")])
+    return (pool([(t, None) for t in ANSWER_TYPES]),
+            pool([("temporal_grounding", "iou"), ("spatio_temporal_grounding", "tiou")]),
+            pool([("spatio_temporal_grounding", "viou"), ("spatial_grounding", "iou")]))
+
+
+def _by_type(items: list[dict]) -> dict[str, list[dict]]:
+    by_type: dict[str, list[dict]] = {}
+    for i, item in enumerate(items):
+        ptype = item.get("problem_type")
+        if ptype not in PROBLEM_TYPES:
+            raise ValueError(f"item {i} (id {item.get('id', '?')}): unknown problem_type {ptype!r}")
+        by_type.setdefault(ptype, []).append(item)
+    return by_type
+
+
+def paired_difference(items_a: list[dict], items_b: list[dict], seed: int = 0,
+                      n_boot: int = 1000) -> dict[str, Any]:
+    """AM(b) − AM(a) on the same items, with a paired bootstrap: each resample of the items scores both
+    models, so the interval of the difference is far narrower than the two models' own intervals
+    overlapping suggests. Items are matched by `id`; both lists must hold the same ids."""
+    index_b = {str(item["id"]): item for item in items_b}
+    if missing := [str(item["id"]) for item in items_a if str(item["id"]) not in index_b] or \
+            sorted(set(index_b) - {str(item["id"]) for item in items_a}):
+        raise ValueError(f"paired_difference: item id {missing[0]!r} is scored for one model only")
+    by_a = _by_type(items_a)
+    by_b = {t: [index_b[str(item["id"])] for item in rows] for t, rows in by_a.items()}
+    pools = [np.stack([pa, pb], axis=-1) for pa, pb in zip(_pools(by_a), _pools(by_b))]
+
+    def delta(acc, tiou, viou):
+        am = _am(acc, tiou, viou)
+        return am[..., 1] - am[..., 0]
+
+    return _bootstrap(pools, delta, "paired/AM", seed, n_boot)
+
+
+def _summary(by_type: dict[str, list[dict]], seed: int, n_boot: int) -> dict[str, Any]:
+    acc, tiou, viou = _pools(by_type)
     return {
         "accuracy": _bootstrap([acc], _mean, "summary/accuracy", seed, n_boot),
         "m_tIoU": _bootstrap([tiou], _mean, "summary/m_tIoU", seed, n_boot),
@@ -137,12 +172,7 @@ def aggregate(items: list[dict], seed: int = 0, n_boot: int = 1000) -> dict[str,
     """All metrics of a result set (structure in the module docstring); deterministic given seed."""
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    by_type: dict[str, list[dict]] = {}
-    for i, item in enumerate(items):
-        ptype = item.get("problem_type")
-        if ptype not in PROBLEM_TYPES:
-            raise ValueError(f"item {i} (id {item.get('id', '?')}): unknown problem_type {ptype!r}")
-        by_type.setdefault(ptype, []).append(item)
+    by_type = _by_type(items)
     return {
         "n": len(items),
         "seed": seed,

@@ -114,6 +114,10 @@ def curve_figure(rows: list[dict[str, Any]]) -> str:
     return _png(fig)
 
 
+def _signed(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:+.1f}"
+
+
 def build_report(metrics: dict[str, Any], curve: list[dict[str, Any]] | None = None) -> str:
     """The report's HTML text."""
     models, settings = metrics["models"], metrics["settings"]
@@ -127,6 +131,12 @@ def build_report(metrics: dict[str, Any], curve: list[dict[str, Any]] | None = N
                  for c, b in r["controls"].items()]
     rows.append(["best constant answer", *[_pct(metrics["constant"]["metrics"]["summary"][k]) for k in SUMMARY_KEYS]])
     parts.append(_table("Headline metrics (V-STaR style summaries)", ["model", *SUMMARY_KEYS], rows))
+    gains = metrics.get("ladder_gains") or {}
+    if gains:
+        parts.append(_table("Gain of each rung over the one before (AM, paired bootstrap on the same items)",
+                            ["step", "AM gain", "95 % interval"],
+                            [[step, _signed(g.get("value")), "–" if not g.get("ci95") else
+                              f"[{_signed(g['ci95'][0])}, {_signed(g['ci95'][1])}]"] for step, g in gains.items()]))
     parts.append("<h2>Ladder per problem type</h2>" + ladder_figure(metrics))
     types = sorted({t for r in models.values() for t in r["metrics"]["per_type"]})
     for t in types:

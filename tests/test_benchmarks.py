@@ -53,6 +53,13 @@ def test_evaluate_benchmark_prints_its_table():
     assert any(k.startswith("sampled n=") for k in rows)
 
 
+def test_ladder_benchmark_prints_each_rung_its_paired_gain_and_the_tasks():
+    rows = table_rows(run_script("ladder.py", "--smoke", "--shuffled"))
+    assert set(rows["models/m1 [video]"]) and rows["models/m1 [video]"][1] == "—"  # the first rung has no gain
+    assert "[" in rows["models/m2 [video]"][1] and "models/m2 [shuffled]" in rows
+    assert {"colour", "count", "when_visible", "track"} <= set(rows)  # the per-task table, one row per task
+
+
 @pytest.mark.slow  # two flow runs, each starting Prefect's temporary server
 def test_pipeline_benchmark_prints_its_tables():
     out = run_script("pipeline.py", "--until", "ingest", "--no-register",

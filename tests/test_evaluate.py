@@ -70,6 +70,22 @@ def test_controls_and_gap_to_them(evaluated):
     assert ladder[0].startswith("model,AM") and ladder[4].startswith("rl + policy") and ladder[5].startswith("constant")
 
 
+def test_ladder_gains_are_paired_am_differences_between_rungs(evaluated):
+    root, metrics, _ = evaluated
+    gains = metrics["ladder_gains"]
+    assert list(gains) == ["sft-base", "rl-sft", "rl_tts-rl"]
+    am = {name: m["metrics"]["summary"]["AM"]["value"] for name, m in metrics["models"].items()}
+    for step, gain in gains.items():
+        later, earlier = step.split("-")
+        if am[later] is None or am[earlier] is None:
+            assert gain["value"] is None
+        else:
+            assert gain["value"] == pytest.approx(am[later] - am[earlier])
+            assert gain["ci95"][0] <= gain["value"] <= gain["ci95"][1]
+    summary = json.loads((root / "eval/summary.json").read_text())
+    assert summary["ladder_gains"] == {k: g["value"] for k, g in gains.items()}
+
+
 def test_settings_recorded(evaluated):
     root, metrics, _ = evaluated
     settings = metrics["settings"]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from stages.metrics import aggregate, item_result
+from stages.metrics import aggregate, item_result, paired_difference
 from stages.verifiers import Verdict
 
 
@@ -97,3 +97,22 @@ def test_item_result_row():
     row = item_result("x", "temporal_grounding", Verdict(0.5, [1.0, 2.0], {"iou": 0.5}), prediction="p")
     assert row == {"id": "x", "problem_type": "temporal_grounding", "score": 0.5, "parsed": [1.0, 2.0],
                    "details": {"iou": 0.5}, "error": None, "prediction": "p"}
+
+
+def test_paired_difference_is_the_am_gap_with_a_paired_interval():
+    rng = __import__("random").Random(0)
+    a = [{**f(rng.random()), "id": f"{i}"} for i, f in enumerate([mc, tg] * 20)]
+    a += [{**st(rng.random(), rng.random()), "id": f"s{i}"} for i in range(10)]
+    better = [{**item, "score": min(1.0, item["score"] + 0.1),
+               "details": {k: min(1.0, v + 0.1) for k, v in item["details"].items()}} for item in a]
+    gap = paired_difference(a, list(reversed(better)), n_boot=200)  # matched by id, not by position
+    am_a, am_b = aggregate(a, n_boot=10)["summary"]["AM"], aggregate(better, n_boot=10)["summary"]["AM"]
+    assert gap["value"] == pytest.approx(value(am_b) - value(am_a)) and gap["n"] == am_a["n"]
+    low, high = gap["ci95"]
+    assert 0 < low <= gap["value"] <= high  # every item improves: the paired interval excludes 0
+    own = aggregate(a, n_boot=200)["summary"]["AM"]["ci95"]
+    assert high - low < (own[1] - own[0]) / 2  # far narrower than one model's own interval
+    same = paired_difference(a, a, n_boot=50)
+    assert same["value"] == 0 and same["ci95"] == [0.0, 0.0]
+    with pytest.raises(ValueError, match="item id '0' is scored for one model only"):
+        paired_difference(a, a[1:], n_boot=10)

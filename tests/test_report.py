@@ -21,7 +21,9 @@ def fake_metrics():
         models[name] = {**block(s), "label": label, "controls": {"blank": block(0.1), "shuffled": block(0.2)},
                         "video_use": {"blank": {"overall": s - 0.1, "AM": None}},
                         "cost": {"tokens_per_item": 80.0, "seconds_per_item": 0.2, "generations_per_item": 1.0}}
-    return {"models": models, "constant": {"metrics": aggregate(items(0.05), n_boot=50)},
+    gains = {"sft-base": {"value": 0.3, "ci95": [0.25, 0.35], "n": 12},
+             "rl-sft": {"value": -0.012, "ci95": [-0.03, 0.01], "n": 12}}
+    return {"models": models, "constant": {"metrics": aggregate(items(0.05), n_boot=50)}, "ladder_gains": gains,
             "settings": {"items": {"n": 12, "max_items_per_type": 4}, "n_boot": 50, "prompt_version": "1"}}
 
 
@@ -52,4 +54,6 @@ def test_report_shows_the_ladder_per_problem_type_and_the_controls():
     for ptype in TYPES:
         assert f"<caption>{ptype}</caption>" in html
     assert "R1@0.5" in html and "vIoU@0.3" in html and "LGM" in html
+    assert "<td>sft-base</td><td>+30.0</td><td>[+25.0, +35.0]</td>" in html  # paired gains of the rungs
+    assert "<td>rl-sft</td><td>-1.2</td><td>[-3.0, +1.0]</td>" in html
     assert "data:image/png;base64," in html and "Test-time scaling" not in html  # no curve given

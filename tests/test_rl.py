@@ -8,7 +8,7 @@ import pytest
 from helpers_world import TINY_SIZES, VIDEO, make_workspace
 
 from stages.rewards import DEFAULT_REWARDS
-from stages.rl import VARIANTS, RLRun, curves, resolve_params, run
+from stages.rl import VARIANTS, RLRun, curves, resolve_params, rl_records, run
 from stages.train_common import parse_trl_config
 
 REWARDS = DEFAULT_REWARDS
@@ -83,13 +83,20 @@ def test_run_writes_model_metrics_and_reward_curves(workspace, tmp_path):
     """GSPO + T-GRPO + zero-variance filter, 2 steps: every output in place, the model reloads."""
     from stages.model_io import load_model_and_processor
 
-    cfg = RLRun(rl=rl_params(variant="gspo", temporal_contrast={"enabled": True}, skip_zero_variance_groups=True),
+    from stages.atomic import read_jsonl
+
+    types = ["numerical", "temporal_grounding"]
+    cfg = RLRun(rl=rl_params(variant="gspo", temporal_contrast={"enabled": True}, skip_zero_variance_groups=True,
+                             problem_types=types),
                 rewards=REWARDS, video=VIDEO, model_dir=workspace / "models/sft",
                 train_file=workspace / "data/validated/train.jsonl", video_root=workspace,
                 out_dir=tmp_path / "models/rl", reports_dir=tmp_path / "reports/rl",
                 checkpoint_dir=tmp_path / "checkpoints/rl", tracking=False)
     summary = run(cfg)
     assert summary["steps"] == 2 and summary["resumed_from_step"] == 0 and summary["variant"] == "gspo"
+    train = read_jsonl(workspace / "data/validated/train.jsonl")
+    expected = [r for r in train if r["problem_type"] in types and r["meta"]["kind"] == "reasoning"]
+    assert 0 < summary["records"] == len(expected) < len(train) and summary["problem_types"] == types
     metrics = json.loads((tmp_path / "reports/rl/metrics.json").read_text())
     assert metrics["steps_per_second"] > 0 and metrics["video"]["max_frames"] == VIDEO["max_frames"]
     with open(tmp_path / "reports/rl/curves.csv", newline="") as fh:
@@ -98,3 +105,27 @@ def test_run_writes_model_metrics_and_reward_curves(workspace, tmp_path):
     assert {"reward", "reward_format", "reward_temporal_contrast", "shuffled_accuracy", "kl"} <= set(rows[0])
     model, processor = load_model_and_processor(tmp_path / "models/rl")
     assert model.config.model_type == "qwen2_5_vl" and processor.tokenizer is not None
+
+
+def test_rl_records_keep_only_the_named_problem_types():
+    def rec(i, ptype, kind="reasoning"):
+        return {"id": str(i), "problem_type": ptype, "meta": {"kind": kind}}
+
+    records = [rec(0, "numerical"), rec(1, "multiple_choice"), rec(2, "numerical", "perception"),
+               rec(3, "temporal_grounding"), rec(4, "regression")]
+    assert [r["id"] for r in rl_records(records, None, None)] == ["0", "1", "3", "4"]
+    assert [r["id"] for r in rl_records(records, ["numerical", "temporal_grounding"], None)] == ["0", "3"]
+    assert [r["id"] for r in rl_records(records, ["numerical", "temporal_grounding"], 1)] == ["0"]
+    with pytest.raises(ValueError, match="rl.problem_types: unknown 'counting'"):
+        rl_records(records, ["numerical", "counting"], None)
+    with pytest.raises(ValueError, match="rl.problem_types: a non-empty list"):
+        rl_records(records, "numerical", None)
+    with pytest.raises(ValueError, match="no reasoning records of problem_types"):
+        rl_records(records, ["spatial_grounding"], None)
+
+
+@pytest.mark.parametrize("threads", [0, "2", 1.5, True])
+def test_torch_threads_must_be_a_positive_integer(threads):
+    with pytest.raises(ValueError, match="rl.torch_threads must be null or an integer >= 1"):
+        resolve_params({"torch_threads": threads})
+    assert resolve_params({"torch_threads": 2})[0]["torch_threads"] == 2

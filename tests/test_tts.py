@@ -32,6 +32,17 @@ def test_cheapest_point_within_epsilon_of_the_best(rule, expected):
     assert choose_point(CURVE, rule)["point"] == expected
 
 
+def test_points_within_the_cost_tolerance_count_as_equally_cheap():
+    rows = [point("greedy f2", 0.243, 84), point("greedy f4", 0.252, 86), point("bon n4 f2", 0.274, 320, 4)]
+    rule = {"name": "cheapest_within", "epsilon": 0.05}
+    assert choose_point(rows, rule)["point"] == "greedy f2"  # strictly cheapest, 2 tokens cheaper
+    assert choose_point(rows, {**rule, "cost_tolerance": 0.1})["point"] == "greedy f4"  # better, as cheap
+    assert choose_point(rows, {**rule, "cost_tolerance": 5.0})["point"] == "bon n4 f2"  # all as cheap: the best
+    assert choose_point(rows, {**rule, "epsilon": 0.0, "cost_tolerance": 0.1})["point"] == "bon n4 f2"
+    with pytest.raises(ValueError, match="tts.rule.cost_tolerance"):
+        choose_point(rows, {**rule, "cost_tolerance": -0.1})
+
+
 def test_epsilon_from_the_best_points_interval():
     rows = [{**point("greedy", 0.21, 80), "metric_low": 0.10}, {**point("bon", 0.23, 390, 4), "metric_low": 0.12},
             {**point("sc", 0.18, 330, 4), "metric_low": 0.08}]
