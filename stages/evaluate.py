@@ -30,6 +30,7 @@ from stages.controls import (
     control_transform,
 )
 from stages.inference import Decoding, Engine, load_engine
+from stages.metrics import paired_difference
 from stages.paths import (
     EVAL_REPORTS,
     MODELS_BASE,
@@ -38,7 +39,6 @@ from stages.paths import (
     TTS_REPORTS,
     split_file,
 )
-from stages.metrics import paired_difference
 from stages.score import score_predictions
 from stages.sft_data import select_records
 from stages.tracking import stage_run

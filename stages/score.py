@@ -3,7 +3,7 @@
 Reads a split JSONL (DESIGN.md section 2) and predictions JSONL rows {"id", "prediction"} (the raw
 model text); writes <out>/metrics.json (stages.metrics.aggregate plus a "coverage" block) and
 <out>/per_item.jsonl, atomically. Run: `vr score --split data/validated/test.jsonl --predictions p.jsonl
---out reports/score/`.
+--out reports/score/` (add `--baseline other.jsonl` for the paired AM gain over another model's predictions).
 
 Id policy: a split id without a prediction is scored 0 (error "missing_prediction") and stays in every
 denominator; the coverage block counts and lists them. Duplicate prediction ids (which one counts?)
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.atomic import read_jsonl, write_json, write_jsonl
-from stages.metrics import aggregate, item_result
+from stages.metrics import aggregate, item_result, paired_difference
 from stages.verifiers import verify
 
 log = logging.getLogger(__name__)
@@ -97,12 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--fps", type=float, default=None, help="evaluation frame rate (default: record fps)")
     parser.add_argument("--lenient", action="store_true", help="read answers without <answer> tags too")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another model's predictions on the same split: metrics.json then holds "
+                             "paired_gain, this file's AM minus the baseline's with a paired 95 %% interval")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         records, predictions = read_jsonl(args.split), read_jsonl(args.predictions)
         metrics, per_item = score_predictions(records, predictions, args.seed, fps=args.fps,
                                               strict=not args.lenient, where=str(args.predictions))
+        if args.baseline is not None:
+            _, base_items = score_predictions(records, read_jsonl(args.baseline), args.seed, fps=args.fps,
+                                              strict=not args.lenient, n_boot=1, where=str(args.baseline))
+            metrics["paired_gain"] = {"baseline": str(args.baseline),
+                                      "AM": paired_difference(base_items, per_item, args.seed)}
     except (ValueError, OSError) as exc:  # ScoreInputError, RecordError, bad JSONL, missing file
         log.error("%s", exc)
         return 1
@@ -111,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = metrics["overall"]["score"]
     log.info("scored %d items (%d missing): mean score %.4f -> %s", len(per_item),
              metrics["coverage"]["n_missing"], summary["value"] or 0.0, args.out)
+    if gain := (metrics.get("paired_gain") or {}).get("AM"):
+        if gain["value"] is not None:
+            log.info("AM minus the baseline's: %+.4f, paired 95 %% interval [%+.4f, %+.4f]",
+                     gain["value"], *gain["ci95"])
     return 0
 
 

@@ -76,6 +76,22 @@ def test_main_writes_metrics_and_per_item(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "per_item.jsonl"]   # no temp files
 
 
+def test_main_with_a_baseline_adds_the_paired_am_gain(tmp_path):
+    rows = records()
+    worse = [{"id": r["id"], "prediction": "<think></think><answer>nothing</answer>"} for r in rows]
+    write_jsonl(tmp_path / "split.jsonl", rows)
+    write_jsonl(tmp_path / "good.jsonl", perfect_predictions(rows))
+    write_jsonl(tmp_path / "bad.jsonl", worse)
+    out = tmp_path / "out"
+    assert main(["--split", str(tmp_path / "split.jsonl"), "--predictions", str(tmp_path / "good.jsonl"),
+                 "--baseline", str(tmp_path / "bad.jsonl"), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    gain = metrics["paired_gain"]["AM"]
+    baseline_am = score_predictions(rows, worse, n_boot=10)[0]["summary"]["AM"]["value"]
+    assert gain["value"] == pytest.approx(metrics["summary"]["AM"]["value"] - baseline_am)
+    assert gain["value"] > 0 and gain["ci95"][0] > 0 and metrics["paired_gain"]["baseline"].endswith("bad.jsonl")
+
+
 def test_main_reports_bad_input_without_writing(tmp_path, caplog):
     rows = records()
     write_jsonl(tmp_path / "split.jsonl", rows)
