@@ -108,14 +108,10 @@ class EvalRun:
     tracking: bool = True
 
 
-def _score(records, predictions, path: Path, ev: dict[str, Any], items: dict[str, list] | None = None,
-           key: str | None = None) -> dict[str, Any]:
-    """Write the predictions, score them; keep the per-item rows in items[key] when given."""
+def _score(records, predictions, path: Path, ev: dict[str, Any]) -> tuple[dict[str, Any], list[dict]]:
+    """Write the predictions, score them: (metrics, per-item rows)."""
     write_jsonl(path, predictions)
-    metrics, per_item = score_predictions(records, predictions, ev["seed"], n_boot=ev["n_boot"], where=str(path))
-    if items is not None and key is not None:
-        items[key] = per_item
-    return metrics
+    return score_predictions(records, predictions, ev["seed"], n_boot=ev["n_boot"], where=str(path))
 
 
 def ladder_gains(names: list[str], items: dict[str, list[dict]], ev: dict[str, Any]) -> dict[str, Any]:
@@ -145,8 +141,10 @@ def evaluate_model(name: str, engine: Engine, answer, records: list[dict], ev: d
                  "frame_times": [round(t, 4) for t in eng.frames.get(r, a.frames).timestamps]}
                 for r, a in zip(records, answers)])
         file = pred_dir / (f"{name}.jsonl" if condition == "video" else f"{name}.{condition}.jsonl")
-        key = name if condition == "video" else None  # per-item rows with the video: the paired ladder gains
-        block = {"metrics": _score(records, predictions, file, ev, items, key), "predictions": str(file),
+        metrics, per_item = _score(records, predictions, file, ev)
+        if condition == "video" and items is not None:  # per-item rows with the video: the paired ladder gains
+            items[name] = per_item
+        block = {"metrics": metrics, "predictions": str(file),
                  "cost": {"tokens_per_item": sum(a.tokens for a in answers) / len(records),
                           "seconds_per_item": seconds / len(records),
                           "generations_per_item": sum(a.generations for a in answers) / len(records),
@@ -171,7 +169,7 @@ def run(cfg: EvalRun) -> dict[str, Any]:
     write_jsonl(out_dir / ITEMS_FILE, records)
     constants = best_constant_answers(select_records(read_jsonl(cfg.train_file), "reasoning"),
                                       seed=ev["seed"], **ev["constant"])
-    constant = _score(records, constant_predictions(records, constants), pred_dir / "constant.jsonl", ev)
+    constant, _ = _score(records, constant_predictions(records, constants), pred_dir / "constant.jsonl", ev)
     results: dict[str, Any] = {}
     versions: dict[str, dict[str, str]] = {}
     with stage_run("evaluate", {"eval": ev, "video": cfg.video}, cfg.tracking) as mlrun:

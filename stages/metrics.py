@@ -143,9 +143,8 @@ def paired_difference(items_a: list[dict], items_b: list[dict], seed: int = 0,
     models, so the interval of the difference is far narrower than the two models' own intervals
     overlapping suggests. Items are matched by `id`; both lists must hold the same ids."""
     index_b = {str(item["id"]): item for item in items_b}
-    if missing := [str(item["id"]) for item in items_a if str(item["id"]) not in index_b] or \
-            sorted(set(index_b) - {str(item["id"]) for item in items_a}):
-        raise ValueError(f"paired_difference: item id {missing[0]!r} is scored for one model only")
+    if unpaired := sorted({str(item["id"]) for item in items_a} ^ set(index_b)):
+        raise ValueError(f"paired_difference: item id {unpaired[0]!r} is scored for one model only")
     by_a = _by_type(items_a)
     by_b = {t: [index_b[str(item["id"])] for item in rows] for t, rows in by_a.items()}
     pools = [np.stack([pa, pb], axis=-1) for pa, pb in zip(_pools(by_a), _pools(by_b))]
