@@ -20,15 +20,19 @@ params.yaml, section `data` (other keys of the section, e.g. the generator's, ar
           split_fractions: {val: 0.05, test: 0.05}   # or `split: train` (one fixed split)
           video_ext: .mp4              # format options: see stages/importers/<format>.py
 
-Splits: a fixed `split`; else `split_fractions`, drawn from a hash of the video path so that a video
-never lands in two splits; else (synthetic only) the row's own split. Record `video` paths are
-relative to the workspace root (absolute where the annotation or `video_root` is absolute).
+Splits: a fixed `split`; else `split_fractions`, drawn from a hash of the video path relative to the
+source's `video_root` (never an absolute path: moving a dataset keeps its splits; a video never lands
+in two splits); else (synthetic only) the row's own split. Video paths never leave `video_root`: an
+annotation naming `../x.mp4` (or an absolute path outside it) stops the stage. Record `video` paths are
+relative to the workspace root (absolute where `video_root` is absolute; a relative `video_root` must
+stay inside the workspace).
 An unknown format, a missing file, bad JSON or a malformed entry stops the stage with an error naming
 the file, the line or index and the field; outputs are written only once every source imported.
 """
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from pathlib import Path, PurePath
 from typing import Any
@@ -82,8 +86,13 @@ def normalise_entry(index: int, raw: Any, root: Path) -> dict:
         raise RecordError(where, "path", "missing annotation file path")
     if not (Path(root) / path).is_file():
         raise RecordError(where, "path", f"annotation file {path} does not exist")
-    entry = dict(raw, root=Path(root), counters=Counter(),
-                 video_root=str(raw.get("video_root") or PurePath(path).parent),
+    video_root = raw.get("video_root") or str(PurePath(path).parent)
+    if not isinstance(video_root, str):
+        raise RecordError(where, "video_root", f"expected a directory path, got {video_root!r}")
+    if not os.path.isabs(video_root) and os.path.normpath(video_root).split(os.sep)[0] == os.pardir:
+        # record paths are workspace-relative; one starting with ".." would be refused by validate
+        raise RecordError(where, "video_root", f"{video_root!r} leaves the workspace: give an absolute path")
+    entry = dict(raw, root=Path(root), counters=Counter(), video_root=video_root,
                  label=f"{name}@{raw['version']}" if raw.get("version") is not None else name)
     if raw.get("split") is not None and raw.get("split_fractions") is not None:
         raise RecordError(where, "split", "give either split or split_fractions, not both")

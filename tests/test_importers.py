@@ -244,3 +244,47 @@ def test_synthetic_malformed_row(tmp_path, line, field):
     with pytest.raises(ValueError) as exc_info:
         load(tmp_path, name="synthetic", format="synthetic", path=path, split=None)
     check_error(exc_info, "syn/annotations.jsonl:2", f"field '{field}'" if field else "not valid JSON")
+
+
+# ---------------------------------------------------------------- video paths stay inside video_root
+def _escaping_source(root: Path, fmt: str, video: str) -> dict:
+    """A one-entry source of format `fmt` (annotations in root/ds, video_root root/ds) naming `video`."""
+    mc = {"role": "user", "content": "<video>What happens?"}
+    files = {
+        "video_r1": ("ds/data.json", [{**vr1_items()[1], "path": video}]),
+        "sharegpt": ("ds/data.json", [{"messages": [mc, {"role": "assistant", "content": "x"}], "videos": [video]}]),
+        "charades_sta": ("ds/sta.txt", f"{video.removesuffix('.mp4')} 0.0 1.0##someone waves.\n"),
+        "hcstvg": ("ds/anno.json", {video: {"English": "x", "st_frame": 1, "bbox": [[1, 1, 4, 4]]}}),
+        "synthetic": ("ds/annotations.jsonl", json.dumps({**synthetic_row(0), "video": video}) + "\n"),
+    }
+    path, content = files[fmt]
+    return {"name": "ds", "format": fmt, "path": write(root, path, content)}
+
+
+@pytest.mark.parametrize("fmt", sorted(IMPORTERS))
+@pytest.mark.parametrize("video", ["../../secret.mp4", "clips/../../secret.mp4", "ABSOLUTE"])
+def test_every_importer_refuses_a_video_outside_video_root(tmp_path, fmt, video):
+    """A path climbing out of video_root (relative or absolute) names the entry and field, and the file
+    outside (which exists, and decodes) is never opened."""
+    make_video(tmp_path / "secret.mp4")
+    make_video(tmp_path / "ws/secret.mp4")
+    video = str(tmp_path / "secret.mp4") if video == "ABSOLUTE" else video
+    raw = _escaping_source(tmp_path / "ws", fmt, video)
+    with pytest.raises(RecordError, match="leaves the source's video_root") as exc_info:
+        load(tmp_path / "ws", **raw)
+    check_error(exc_info, raw["path"], "field '")
+
+
+def test_an_absolute_video_path_inside_video_root_is_accepted_and_made_relative(tmp_path):
+    make_video(tmp_path / "raw/vr1/videos/a.mp4")
+    items = [{**vr1_items()[1], "path": str(tmp_path / "raw/vr1/videos/a.mp4")}]
+    path = write(tmp_path, "raw/vr1/data.json", items)
+    (rec,), _ = load(tmp_path, name="vr1", format="video_r1", path=path)
+    assert rec["video"] == "raw/vr1/videos/a.mp4"
+
+
+def test_a_video_root_outside_the_workspace_must_be_absolute(tmp_path):
+    path = write(tmp_path, "ws/ds/data.json", vr1_items())
+    with pytest.raises(RecordError, match="field 'video_root'.*give an absolute path"):
+        load(tmp_path / "ws", name="vr1", format="video_r1", path=path.removeprefix("ws/"),
+             video_root="../elsewhere")

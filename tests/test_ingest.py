@@ -157,3 +157,51 @@ def test_main_reads_params_and_exits_cleanly_on_error(tmp_path, monkeypatch, cap
     with pytest.raises(SystemExit) as exc_info:
         ingest.main()
     assert exc_info.value.code == 1 and "unknown format 'video-r1'" in caplog.text
+
+
+def _video_r1_dataset(folder: Path, n: int = 16) -> None:
+    """A Video-R1 file naming n clips under folder/clips/ (paths as Video-R1 writes them: "./…")."""
+    items = []
+    for i in range(n):
+        make_video(folder / f"clips/c{i:02d}.mp4")
+        items.append({"problem_id": i, "problem": "How many?", "data_type": "video", "problem_type": "numerical",
+                      "options": [], "solution": f"<answer>{i}</answer>", "path": f"./clips/c{i:02d}.mp4"})
+    write(folder, "Video-R1-260k.json", json.dumps(items))
+
+
+def test_moving_a_dataset_keeps_its_splits(tmp_path):
+    """Issue: the split hash read the path as written in the record (workspace-relative or absolute), so
+    the same Video-R1 file split differently from another directory. It reads the video_root-relative path."""
+    fractions = {"val": 0.4, "test": 0.2}
+    workspace = tmp_path / "ws"
+    _video_r1_dataset(workspace / "data/raw/vr1")
+    source = {"name": "vr1", "format": "video_r1", "path": "data/raw/vr1/Video-R1-260k.json",
+              "split_fractions": fractions}
+    ingest.run({"sources": [source]}, workspace)
+    before = {r["id"]: r["split"] for r in read_jsonl(workspace / INTERIM_RECORDS)}
+    assert set(before.values()) == {"train", "val", "test"}
+
+    (workspace / "data/moved").mkdir(parents=True)
+    (workspace / "data/raw/vr1").rename(workspace / "data/moved/video-r1")  # elsewhere in the workspace
+    ingest.run({"sources": [{**source, "path": "data/moved/video-r1/Video-R1-260k.json"}]}, workspace)
+    records = read_jsonl(workspace / INTERIM_RECORDS)
+    assert records[0]["video"] == "data/moved/video-r1/clips/c00.mp4"
+    assert {r["id"]: r["split"] for r in records} == before
+
+    outside = tmp_path / "shared" / "datasets"  # outside the workspace: absolute paths
+    outside.mkdir(parents=True)
+    (workspace / "data/moved/video-r1").rename(outside / "vr1")
+    ingest.run({"sources": [{**source, "path": str(outside / "vr1/Video-R1-260k.json")}]}, workspace)
+    records = read_jsonl(workspace / INTERIM_RECORDS)
+    assert records[0]["video"] == str(outside / "vr1/clips/c00.mp4")
+    assert {r["id"]: r["split"] for r in records} == before
+
+
+def test_sources_sharing_a_video_tree_agree_on_its_splits(tmp_path):
+    """Video-R1-260k and its COT subset name the same clips: a shared clip lands in one split for both."""
+    _video_r1_dataset(tmp_path / "data/raw/vr1", n=12)
+    rl = {"name": "vr1_rl", "format": "video_r1", "path": "data/raw/vr1/Video-R1-260k.json",
+          "split_fractions": {"val": 0.5}}
+    sft = {**rl, "name": "vr1_cot"}
+    summary = ingest.run({"sources": [rl, sft]}, tmp_path)
+    assert summary["sources"]["vr1_rl"]["by_split"] == summary["sources"]["vr1_cot"]["by_split"]

@@ -16,8 +16,8 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple
 
 from stages.schema import SPLITS, Record, RecordError, make_record, option_letter
 from stages.video_io import VideoError, VideoInfo, probe
@@ -130,15 +130,38 @@ def typed_answer(problem_type: str, text: str, options: list[str] | None, where:
     return text
 
 
-def video_ref(entry: dict, rel: Any, where: str, field: str) -> tuple[str, Path]:
-    """(path written to the record, path on disk) for a video named in the annotations.
+class VideoRef(NamedTuple):
+    """A video named in the annotations: `record` (the record's `video`: relative to the workspace root,
+    absolute where `video_root` is), `disk` (where it is opened) and `rel` (relative to `video_root`,
+    POSIX, normalised: what the split hash reads, so moving a dataset never changes its splits)."""
 
-    The record path is relative to the workspace root unless the video path or `video_root` is absolute.
+    record: str
+    disk: Path
+    rel: str
+
+
+def video_ref(entry: dict, name: Any, where: str, field: str) -> VideoRef:
+    """The video `name` of an annotation, confined to the source's `video_root`.
+
+    `name` is relative to `video_root` (an absolute name must lie inside it). A name that climbs out
+    (`../../etc/passwd`) is a RecordError naming the entry and field: the file is never opened.
+    Confinement is lexical: a symlink inside `video_root` is followed (DVC's symlink cache needs that).
     """
-    if not isinstance(rel, str) or not rel.strip():
+    if not isinstance(name, str) or not name.strip():
         raise RecordError(where, field, "missing or not a video path")
-    ref = os.path.normpath(rel if os.path.isabs(rel) else os.path.join(entry["video_root"], rel))
-    return ref, Path(ref) if os.path.isabs(ref) else Path(entry["root"]) / ref
+    if "\0" in name:
+        raise RecordError(where, field, f"video path {name!r} contains a NUL character")
+    video_root = entry["video_root"]
+    if os.path.isabs(name):
+        base = os.path.normpath(os.path.join(entry["root"], video_root))  # absolute: root is absolute or not
+        rel = os.path.relpath(os.path.normpath(name), os.path.abspath(base))
+    else:
+        rel = os.path.normpath(name)
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel) or rel == os.curdir:
+        raise RecordError(where, field, f"video path {name!r} leaves the source's video_root {video_root!r}")
+    ref = os.path.normpath(os.path.join(video_root, rel))
+    return VideoRef(ref, Path(ref) if os.path.isabs(ref) else Path(entry["root"]) / ref,
+                    PurePosixPath(*Path(rel).parts).as_posix())
 
 
 @functools.lru_cache(maxsize=65536)
@@ -146,20 +169,29 @@ def _probe(path: str, mtime_ns: int, size: int) -> VideoInfo:
     return probe(path, decode=False)
 
 
-def probe_video(video: tuple[str, Path], where: str, field: str) -> VideoInfo:
+def probe_video(video: VideoRef, where: str, field: str) -> VideoInfo:
     """Header probe of the video file (cached per file version); any failure names the entry."""
     try:
-        stat = os.stat(video[1])
-        return _probe(str(video[1]), stat.st_mtime_ns, stat.st_size)
+        stat = os.stat(video.disk)
+        return _probe(str(video.disk), stat.st_mtime_ns, stat.st_size)
     except FileNotFoundError:
-        raise RecordError(where, field, f"video file {video[1]} does not exist") from None
+        raise RecordError(where, field, f"video file {video.disk} does not exist") from None
     except VideoError as exc:
         raise RecordError(where, field, str(exc)) from None
 
 
-def hash_split(video: str, fractions: dict[str, float]) -> str:
-    """Deterministic split from the video path: same video, same split, on every machine."""
-    u = int.from_bytes(hashlib.sha256(video.encode("utf-8")).digest()[:8], "big") / 2.0**64
+def split_key(video: VideoRef) -> str:
+    """What a hashed split is drawn from: the video's path relative to its source's `video_root`.
+
+    Never an absolute or workspace-relative path, so a dataset moved elsewhere keeps its splits. The
+    source name is left out on purpose: sources sharing a video tree (Video-R1-260k and its COT-165k
+    subset) must put a shared video in the same split, or `check_disjoint` stops the import."""
+    return video.rel
+
+
+def hash_split(key: str, fractions: dict[str, float]) -> str:
+    """Deterministic split from a key (see `split_key`): same key, same split, on every machine."""
+    u = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2.0**64
     edge = 0.0
     for split in ("val", "test"):
         edge += fractions.get(split, 0.0)
@@ -168,23 +200,23 @@ def hash_split(video: str, fractions: dict[str, float]) -> str:
     return "train"
 
 
-def assign_split(entry: dict, video: str, own: Any, where: str) -> str:
+def assign_split(entry: dict, video: VideoRef, own: Any, where: str) -> str:
     """Fixed `split` of the entry, else hashed `split_fractions`, else the row's own split."""
     if entry.get("split"):
         return entry["split"]
     if entry.get("split_fractions") is not None:
-        return hash_split(video, entry["split_fractions"])
+        return hash_split(split_key(video), entry["split_fractions"])
     if own not in SPLITS:
         raise RecordError(where, "split", f"expected one of {', '.join(SPLITS)}, got {own!r}")
     return own
 
 
-def record(entry: dict, where: str, native_id: Any, video: tuple[str, Path], info: VideoInfo | None = None,
+def record(entry: dict, where: str, native_id: Any, video: VideoRef, info: VideoInfo | None = None,
            own_split: Any = None, source: str | None = None, **fields: Any) -> Record:
     """A schema record: id prefixed by the source name, split assigned, video facts from `info`;
     `source` defaults to the entry's label (name or name@version)."""
-    fields.update(id=f"{entry['name']}:{native_id}", video=video[0], source=source or entry["label"],
-                  split=assign_split(entry, video[0], own_split, where))
+    fields.update(id=f"{entry['name']}:{native_id}", video=video.record, source=source or entry["label"],
+                  split=assign_split(entry, video, own_split, where))
     if info is not None:
         fields.update(duration=info.duration, fps=info.fps, width=info.width, height=info.height)
     try:
