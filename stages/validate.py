@@ -2,7 +2,11 @@
 
 Reads data/interim/records.jsonl and every video it names (probed once per file with PyAV); writes
 data/validated/{train,val,test}.jsonl (records unchanged) and reports/validation/{result.json,data_docs/}.
-Any failed expectation writes only the reports and raises ValidationFailed. Run: `python -m stages.validate`.
+Any failed expectation writes only the reports and raises ValidationFailed; the splits are built in a
+temporary directory and swapped in only on success, so a failed run leaves the last good splits in place
+(`dvc repro` itself removes a stage's outputs before running it; `dvc checkout` restores them from the
+cache). A relative record `video` that climbs out of the workspace (`../x.mp4`) fails the video check and
+is never opened. Run: `python -m stages.validate`.
 """
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
 import sys
 import time
 from collections import Counter
@@ -89,11 +92,29 @@ def probe_videos(paths: list[str], decode: bool, workers: int) -> dict[str, Vide
         return dict(tqdm(pool.imap_unordered(_probe_one, jobs, chunksize=chunk), **bar))
 
 
+def escapes_root(video: Any) -> bool:
+    """True for a relative `video` that climbs out of the workspace root (ingest never writes one)."""
+    if not isinstance(video, str) or os.path.isabs(video):
+        return False
+    return os.path.normpath(video).split(os.sep)[0] == os.pardir
+
+
 def video_key(video: Any, root: Path) -> str | None:
-    """The file a record's `video` names (relative to root, or absolute), normalised; None if not text."""
-    if not isinstance(video, str) or not video.strip():
+    """The file a record's `video` names (relative to root, or absolute), normalised; None if not text
+    or if it climbs out of root (such a file is never opened)."""
+    if not isinstance(video, str) or not video.strip() or "\0" in video or escapes_root(video):
         return None
     return os.path.normpath(os.path.join(root, video))
+
+
+def _video_problem(record: Record, info: VideoInfo | str | None, tolerance_frames: float) -> str | None:
+    """The record's video problem: a path that must not be opened, else what `check_video` finds."""
+    video = record.get("video")
+    if escapes_root(video):
+        return format_problem(("video", f"{video!r} climbs out of the workspace root: not opened"))
+    if isinstance(video, str) and "\0" in video:
+        return format_problem(("video", f"{video!r} contains a NUL character: not opened"))
+    return format_problem(check_video(record, info, tolerance_frames))
 
 
 def _text(value: Any) -> str | None:
@@ -125,22 +146,22 @@ def build_frame(records: list[Record], keys: list[str | None], probes: dict[str,
     for name, check in RECORD_CHECKS.items():
         columns[problem_column(name)] = pd.Series([format_problem(check(r)) for r in records], dtype=object)
     columns[problem_column("video")] = pd.Series(
-        [format_problem(check_video(r, probes.get(k) if k else None, cfg.duration_tolerance_frames))
+        [_video_problem(r, probes.get(k) if k else None, cfg.duration_tolerance_frames)
          for r, k in zip(records, keys)], dtype=object)
     columns[problem_column("video_split")] = pd.Series(_split_leaks(records, keys), dtype=object)
     return pd.DataFrame(columns)
 
 
-def _remove_stale_outputs(root: Path) -> None:
-    """Outputs of an earlier run must never look valid for this input: drop them before validating."""
-    shutil.rmtree(root / VALIDATED_DIR, ignore_errors=True)
+def _remove_stale_result(root: Path) -> None:
+    """An earlier result.json must never describe this input (a crash mid-run leaves none). The splits
+    stay: they are replaced only by a run that passes."""
     (root / VALIDATION_RESULT).unlink(missing_ok=True)
 
 
 def _failure_message(failed: list[Outcome], result: dict[str, Any]) -> str:
     lines = [f"validation of {INTERIM_RECORDS} failed: {len(failed)} of {len(result['expectations'])} "
-             f"expectations failed ({result['n_records']} records, {result['n_videos']} videos); nothing was "
-             f"written to {VALIDATED_DIR}/; details in {VALIDATION_RESULT}"
+             f"expectations failed ({result['n_records']} records, {result['n_videos']} videos); "
+             f"{VALIDATED_DIR}/ was left as it was (the last good splits, if any); details in {VALIDATION_RESULT}"
              + (f" and {result['data_docs']}" if result["data_docs"] else "")]
     lines += [f"  - {outcome.message()}" for outcome in failed]
     return "\n".join(lines)
@@ -149,10 +170,10 @@ def _failure_message(failed: list[Outcome], result: dict[str, Any]) -> str:
 def run(cfg: ValidateConfig, root: Path = Path(".")) -> dict[str, Any]:
     """Validate the records under `root`; returns the result dict (also written to result.json).
 
-    Raises ValidationFailed (reports written, data/validated/ absent) when any expectation fails.
+    Raises ValidationFailed (reports written, data/validated/ untouched) when any expectation fails.
     """
     root, start, seconds = Path(root), time.perf_counter(), {}
-    _remove_stale_outputs(root)
+    _remove_stale_result(root)
     records = read_jsonl(root / INTERIM_RECORDS)
     keys = [video_key(r.get("video"), root) for r in records]
     distinct = sorted({k for k in keys if k})

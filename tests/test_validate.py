@@ -189,21 +189,44 @@ def test_good_records_are_split_unchanged_with_reports(tmp_path, videos):
     assert (root / "reports/validation/data_docs/index.html").is_file()
 
 
-def test_failure_removes_stale_outputs_and_builds_docs(tmp_path, videos):
+def test_a_failed_gate_keeps_the_last_good_splits_and_builds_docs(tmp_path, videos):
+    """Issue: a failing records file used to delete the previous data/validated/. The new splits are
+    swapped in only on success; the failure is in result.json, the last good splits stay."""
     records = good_records()
     root = workspace(tmp_path, videos, records)
     run(FAST, root)
-    assert (root / split_file("train")).is_file()
+    good = {split: (root / split_file(split)).read_bytes() for split in ("train", "val", "test")}
     by_id(records, "tg")["answer"] = [1.5, 0.5]
     by_id(records, "mc")["answer"] = "Z"
     write_jsonl(root / INTERIM_RECORDS, records)
     with pytest.raises(ValidationFailed, match=r"2 of \d+ expectations failed") as failure:
         run(ValidateConfig(workers=1), root)
-    assert not (root / VALIDATED_DIR).exists()
+    assert {split: (root / split_file(split)).read_bytes() for split in good} == good
+    assert sorted(p.name for p in (root / VALIDATED_DIR).parent.iterdir()) == ["interim", "validated"]  # no temporaries
+    assert json.loads((root / VALIDATION_RESULT).read_text())["success"] is False
+    assert f"{VALIDATED_DIR}/ was left as it was" in str(failure.value)
     assert "'tg' (record 6): answer: span [1.5, 0.5]" in str(failure.value)
     docs = root / "reports/validation/data_docs"
     pages = list(docs.glob("validations/**/*.html"))
     assert (docs / "index.html").is_file() and pages and "check_answer" in pages[0].read_text()
+
+
+@pytest.mark.parametrize("video", ["../outside/train_a.mp4", "videos/../../outside/train_a.mp4"])
+def test_a_video_outside_the_workspace_fails_the_gate_unopened(tmp_path, videos, monkeypatch, video):
+    """The file exists and matches the record, yet a path climbing out of the workspace fails the video
+    check, and is not probed at all (probing switched off or not)."""
+    (tmp_path / "outside").symlink_to(videos)
+    records = good_records()
+    by_id(records, "num")["video"] = video
+    (tmp_path / "ws").mkdir()
+    root = workspace(tmp_path / "ws", videos, records)
+    probed = []
+    real = validate.probe_videos
+    monkeypatch.setattr(validate, "probe_videos", lambda paths, *a: probed.extend(paths) or real(paths, *a))
+    for cfg in (FAST, ValidateConfig(workers=1, data_docs=False, probe_videos=False)):
+        with pytest.raises(ValidationFailed, match=r"'num' \(record 2\): video: .* climbs out of the workspace"):
+            run(cfg, root)
+    assert probed and str(tmp_path / "outside/train_a.mp4") not in probed
 
 
 def test_missing_split_and_empty_input(tmp_path, videos):
