@@ -146,7 +146,7 @@ def _log_model_run(model_dir, policy, metrics, settings, tags, parent_run_id, pr
     uri). Each call is retried on its own; a retried log_model only leaves an unused logged model."""
     import mlflow
 
-    from flows.pyfunc_model import VideoReasonerModel
+    from flows.pyfunc_model import MODEL_CONFIG, VideoReasonerModel
     from stages.tracking import _flatten
 
     run = retrying("starting the registration run", mlflow.start_run, run_name="register",
@@ -161,7 +161,8 @@ def _log_model_run(model_dir, policy, metrics, settings, tags, parent_run_id, pr
         info = retrying("logging the pyfunc model", mlflow.pyfunc.log_model,
                         name="model", python_model=VideoReasonerModel(predictor_factory),
                         artifacts={"model": str(model_dir), "policy": str(policy), "settings": str(settings_file)},
-                        code_paths=code_paths, pip_requirements=_requirements(), signature=_signature())
+                        code_paths=code_paths, pip_requirements=_requirements(), signature=_signature(),
+                        model_config=MODEL_CONFIG)  # allowed video roots, overridable at load
     return run.info.run_id, info.model_uri
 
 

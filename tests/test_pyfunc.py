@@ -8,7 +8,7 @@ import pytest
 
 from flows import registry
 from flows.gates import Rules
-from flows.pyfunc_model import to_records
+from flows.pyfunc_model import allowed_roots, to_records
 
 SEEN = []
 ROOT_DIR = Path(__file__).resolve().parents[1]
@@ -30,17 +30,51 @@ def video(tmp_path):
 
 
 def test_to_records_validates_requests(video):
+    roots = [video.parent]
     rows = to_records({"video": str(video), "question": "q?", "problem_type": "multiple_choice",
-                       "options": ["red", "blue"]})
+                       "options": ["red", "blue"]}, roots)
     assert rows == [{"id": "request-0", "video": str(video), "question": "q?",
                      "problem_type": "multiple_choice", "options": ["red", "blue"]}]
-    assert to_records([{"video": str(video), "question": "q?"}])[0]["problem_type"] == "free_form"
+    assert to_records([{"video": str(video), "question": "q?"}], roots)[0]["problem_type"] == "free_form"
     with pytest.raises(ValueError, match="'question'"):
-        to_records({"video": str(video)})
+        to_records({"video": str(video)}, roots)
     with pytest.raises(ValueError, match="needs 'options'"):
-        to_records({"video": str(video), "question": "q", "problem_type": "multiple_choice"})
-    with pytest.raises(FileNotFoundError, match="missing.mp4"):
-        to_records({"video": "missing.mp4", "question": "q"})
+        to_records({"video": str(video), "question": "q", "problem_type": "multiple_choice"}, roots)
+    with pytest.raises(ValueError, match="field 'video': cannot open 'missing.mp4'"):
+        to_records({"video": "missing.mp4", "question": "q"}, roots)
+
+
+def test_video_paths_are_confined_with_one_generic_error(tmp_path, monkeypatch):
+    """Issue: the served model opened any local path, and its error told a missing file ("no such file")
+    from an existing one. Outside the roots, missing, a directory, a symlink out: the same error."""
+    root = tmp_path / "videos"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub/ok.mp4").write_bytes(b"inside")
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(b"outside")
+    (root / "link.mp4").symlink_to(secret)
+    refused = {"climbs out": str(root / "../secret.mp4"), "absolute outside": str(secret),
+               "relative climb": "../secret.mp4", "missing": str(root / "nope.mp4"), "directory": str(root / "sub"),
+               "symlink out": str(root / "link.mp4"), "nul byte": str(root / "ok\0.mp4"), "etc": "/etc/passwd"}
+    monkeypatch.chdir(root)
+    errors = {}
+    for kind, path in refused.items():
+        with pytest.raises(ValueError) as exc_info:
+            to_records({"video": path, "question": "q"}, [root])
+        errors[kind] = str(exc_info.value).replace(repr(path), "<video>")
+    assert set(errors.values()) == {"request 0: field 'video': cannot open <video> (not a file under the "
+                                    "allowed video roots)"}, errors
+    assert to_records({"video": "sub/ok.mp4", "question": "q"}, [root])[0]["video"] == str(root / "sub/ok.mp4")
+    assert to_records({"video": "sub/ok.mp4", "question": "q"})[0]["video"] == str(root / "sub/ok.mp4")  # cwd
+
+
+def test_allowed_roots_from_model_config_else_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert allowed_roots() == allowed_roots({"video_roots": None}) == [tmp_path]
+    assert allowed_roots({"video_roots": ["/srv/a", "/srv/b"]}) == [Path("/srv/a"), Path("/srv/b")]
+    assert allowed_roots({"video_roots": "rel"}) == [tmp_path / "rel"]
+    with pytest.raises(KeyError, match="video_root"):
+        allowed_roots({"video_root": "/data/v"})
 
 
 def test_champion_pyfunc_answers_a_question(tmp_path, monkeypatch, video):
@@ -56,7 +90,7 @@ def test_champion_pyfunc_answers_a_question(tmp_path, monkeypatch, video):
                                 settings={"video": {"fps": 2.0}}, predictor_factory=stub_factory)
     registry.promote(rules, version)
 
-    model = mlflow.pyfunc.load_model("models:/pyfunc-model@champion")
+    model = mlflow.pyfunc.load_model("models:/pyfunc-model@champion", model_config={"video_roots": [str(tmp_path)]})
     out = model.predict({"video": str(video), "question": "Which colour?", "problem_type": "multiple_choice",
                          "options": ["red", "blue"]})
     assert list(out) == ["<think>fps 2.0</think><answer>B</answer>"]
@@ -65,6 +99,15 @@ def test_champion_pyfunc_answers_a_question(tmp_path, monkeypatch, video):
 
     frame = pd.DataFrame([{"video": str(video), "question": "How many?", "problem_type": "numerical"}] * 2)
     assert len(model.predict(frame)) == 2
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.mp4"
+    outside.write_bytes(b"a real file outside the served roots")
+    with pytest.raises(Exception, match="cannot open") as exc_info:
+        model.predict({"video": str(outside), "question": "Which colour?"})
+    assert "not a file under the allowed video roots" in str(exc_info.value)
+    # a serving deployment's roots, through MLflow's own override of the logged model config
+    monkeypatch.setenv("MLFLOW_PYFUNC_INFERENCE_CONFIG", json.dumps({"video_roots": [str(tmp_path.parent)]}))
+    assert len(mlflow.pyfunc.load_model("models:/pyfunc-model@champion").predict(
+        {"video": str(outside), "question": "Which colour?"})) == 1
 
 
 @pytest.mark.slow
@@ -94,7 +137,7 @@ def test_production_path_answers_with_a_tiny_model(tmp_path, monkeypatch):
     registry.promote(rules, version)
 
     record = next(r for r in read_jsonl(tmp_path / "data/validated/test.jsonl") if r["problem_type"] == "multiple_choice")
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{rules.model_name}@champion")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{rules.model_name}@champion", model_config={"video_roots": [str(tmp_path)]})
     answers = pyfunc.predict({"video": str(tmp_path / record["video"]), "question": record["question"],
                               "problem_type": "multiple_choice", "options": record["options"]})
     assert len(answers) == 1 and isinstance(answers[0], str)
