@@ -3,7 +3,7 @@
 Input items are dicts with `problem_type`, `score` (the verifier score in [0, 1]) and `details` (the
 verdict's details: `iou` for temporal/spatial grounding, `tiou`/`viou` for spatio-temporal), as
 written by stages/score.py and the evaluate stage (`item_result`). Every value is a fraction in
-[0, 1]. Output of `aggregate` (JSON-able, keys stable):
+[0, 1] (anything else, NaN included, raises ValueError naming the item). Output of `aggregate` (JSON-able, keys stable):
 
     {"n": int, "seed": int, "n_boot": int,
      "overall":  {"score": M},                               # mean score over all items
@@ -23,7 +23,7 @@ another's interval), percentile interval 2.5–97.5.
 """
 from __future__ import annotations
 
-import math
+import numbers
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -88,12 +88,19 @@ def _lgm(acc: np.ndarray, tiou: np.ndarray, viou: np.ndarray) -> np.ndarray:
 
 
 def _values(items: list[dict], key: str | None) -> np.ndarray:
-    """Scores (key None) or a details field of the items, as float64; a missing value counts as 0."""
+    """Scores (key None) or a details field of the items, as float64; a missing value counts as 0.
+    A value that is not a number in [0, 1] (NaN, inf, a percentage) raises ValueError naming the item:
+    it comes from a broken verifier or a hand-edited file, and averaging it in would be silently wrong."""
     out = []
-    for item in items:
+    for i, item in enumerate(items):
         raw = item.get("score") if key is None else (item.get("details") or {}).get(key)
-        value = float(raw) if raw is not None else 0.0
-        out.append(value if math.isfinite(value) else 0.0)
+        value = 0.0 if raw is None else raw
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+            field_name = "score" if key is None else f"details.{key}"
+            who = f"id {item['id']}" if "id" in item else f"#{i} of its pool"
+            raise ValueError(f"{item.get('problem_type')} item {who}: {field_name} is {raw!r}, "
+                             "not a fraction in [0, 1]")
+        out.append(float(value))
     return np.asarray(out, dtype=np.float64)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from stages.atomic import read_jsonl, write_json, write_jsonl
 from stages.metrics import aggregate, item_result, paired_difference
+from stages.schema import RecordError
 from stages.verifiers import verify
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,15 @@ def _index_predictions(predictions: list[dict], where: str) -> dict[str, str]:
 
 def score_predictions(records: list[dict], predictions: list[dict], seed: int = 0, *,
                       fps: float | None = None, strict: bool = True, n_boot: int = 1000,
-                      where: str = "predictions") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                      where: str = "predictions", split_where: str = "split",
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(metrics, per_item) for the split `records` and prediction rows {"id", "prediction"}.
 
     per_item follows the split order: {id, problem_type, score, parsed, details, error, prediction}
     (prediction None when missing). fps: the evaluation frame rate for spatio-temporal scoring (default:
-    each record's fps); strict: the answer-extraction mode (see answer_format.extract_answer).
+    each record's fps); strict: the answer-extraction mode (see answer_format.extract_answer). A record
+    whose ground truth cannot be scored (NaN, a malformed span) raises RecordError naming `split_where`,
+    the record id and the field.
     """
     record_ids = [str(r["id"]) for r in records]
     if len(set(record_ids)) != len(record_ids):
@@ -76,7 +80,10 @@ def score_predictions(records: list[dict], predictions: list[dict], seed: int = 
         rid, text = str(record["id"]), by_id.get(str(record["id"]))
         if text is None:
             missing.append(rid)
-        verdict = verify(record, text or "", **options)
+        try:
+            verdict = verify(record, text or "", **options)
+        except RecordError as exc:
+            raise RecordError(f"{split_where}: record {exc.where}", exc.field, exc.problem) from None
         error = "missing_prediction" if text is None else verdict.error
         per_item.append(item_result(rid, record["problem_type"], verdict, prediction=text) | {"error": error})
     if missing:
@@ -105,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         records, predictions = read_jsonl(args.split), read_jsonl(args.predictions)
         metrics, per_item = score_predictions(records, predictions, args.seed, fps=args.fps,
-                                              strict=not args.lenient, where=str(args.predictions))
+                                              strict=not args.lenient, where=str(args.predictions),
+                                              split_where=str(args.split))
         if args.baseline is not None:
             _, base_items = score_predictions(records, read_jsonl(args.baseline), args.seed, fps=args.fps,
-                                              strict=not args.lenient, n_boot=1, where=str(args.baseline))
+                                              strict=not args.lenient, n_boot=1, where=str(args.baseline),
+                                              split_where=str(args.split))
             metrics["paired_gain"] = {"baseline": str(args.baseline),
                                       "AM": paired_difference(base_items, per_item, args.seed)}
     except (ValueError, OSError) as exc:  # ScoreInputError, RecordError, bad JSONL, missing file

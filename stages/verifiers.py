@@ -5,6 +5,9 @@ ground truth, and returns a `Verdict` with `score` in [0, 1], the `parsed` answe
 `details` (always the same keys for a type, zeros on failure, so metrics never miss a field) and an
 `error` ("no_answer": no readable answer block; "unparseable": the block does not parse; None).
 `verify(record, completion)` picks the verifier by the record's own problem_type.
+A ground truth holding a non-finite number (NaN, ±inf; box times included) raises ValueError
+(RecordError from `verify`): NaN compares false with everything and would score as a match. A
+completion never yields a non-finite value (the parsers refuse them), so it scores 0 instead.
 Geometry lives in stages/verifiers_iou.py, text similarity in stages/verifiers_text.py.
 """
 from __future__ import annotations
@@ -80,6 +83,28 @@ def _read(problem_type: str, completion: str, strict: bool, options: list[str] |
     return parsed, None
 
 
+def _require_finite(value: Any, where: str = "answer") -> None:
+    """Raise ValueError naming the first non-finite number in a ground truth: numbers in lists and
+    dicts, and dict keys that read as numbers (a tube's box times). Text is left to its verifier."""
+    if isinstance(value, bool) or isinstance(value, str):
+        return
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} is {value!r}: a ground truth must be a finite number")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _require_finite(item, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            try:
+                key_value = float(key)
+            except (TypeError, ValueError):
+                key_value = 0.0  # a name such as "span", not a number
+            if not math.isfinite(key_value):
+                raise ValueError(f"{where} has the key {key!r}: a ground truth time must be finite")
+            _require_finite(item, f"{where}.{key}" if str(key).isidentifier() else f"{where}[{key}]")
+
+
 def _clip01(x: float) -> float:
     return 0.0 if not math.isfinite(x) else min(1.0, max(0.0, x))
 
@@ -153,6 +178,7 @@ def verify_numerical(completion: str, answer: str, strict: bool = True,
     """1.0 when the number equals the ground truth ("3" = "3.0" = "3.00"; "1,234" = "1234"),
     within a float-noise tolerance (math.isclose with rel_tol / abs_tol); else 0.
     """
+    _require_finite(answer)
     truth = _number(answer)
     parsed, fail = _read("numerical", completion, strict)
     if fail:
@@ -164,6 +190,7 @@ def verify_regression(completion: str, answer: str, strict: bool = True) -> Verd
     """1 − |ŷ − y| / |y| clipped to [0, 1]. A ground truth of 0 has no relative error: only an exact
     0 scores 1 there.
     """
+    _require_finite(answer)
     truth = _number(answer)
     parsed, fail = _read("regression", completion, strict)
     if fail:
@@ -175,6 +202,7 @@ def verify_regression(completion: str, answer: str, strict: bool = True) -> Verd
 
 def verify_ocr(completion: str, answer: str, strict: bool = True) -> Verdict:
     """1 − WER (jiwer) of the answer text against the ground truth, clipped to [0, 1]; case-insensitive."""
+    _require_finite(answer)  # a float NaN would become the text "nan"
     parsed, fail = _read("ocr", completion, strict)
     if fail:
         return fail
@@ -183,6 +211,7 @@ def verify_ocr(completion: str, answer: str, strict: bool = True) -> Verdict:
 
 def verify_free_form(completion: str, answer: str, strict: bool = True) -> Verdict:
     """Mean ROUGE-1/2/L F1 against the ground truth (see stages/verifiers_text.py for conventions)."""
+    _require_finite(answer)  # a float NaN would become the text "nan"
     parsed, fail = _read("free_form", completion, strict)
     if fail:
         return fail
@@ -198,6 +227,7 @@ def verify_temporal_grounding(completion: str, answer: list[float], duration: fl
     IoU · (1 − |Δs| / D) · (1 − |Δe| / D), each factor clipped to [0, 1]; details["iou"] stays the
     plain IoU, which R1@k and mIoU use.
     """
+    _require_finite(answer)
     temporal_iou(answer, answer)  # validates the ground truth before the completion is read
     parsed, fail = _read("temporal_grounding", completion, strict)
     if fail:
@@ -205,8 +235,9 @@ def verify_temporal_grounding(completion: str, answer: list[float], duration: fl
     iou = temporal_iou(parsed, answer)
     score = iou
     if distance_penalty:
-        if not duration or duration <= 0:
-            raise ValueError("distance_penalty needs the video duration in seconds")
+        if not duration or not math.isfinite(duration) or duration <= 0:
+            raise ValueError(f"distance_penalty needs the video duration, a finite number of seconds > 0, "
+                             f"got {duration!r}")
         (ps, pe), (gs, ge) = sorted(parsed), sorted(answer)
         score = iou * _clip01(1 - abs(ps - gs) / duration) * _clip01(1 - abs(pe - ge) / duration)
     return Verdict(_clip01(score), parsed, {"iou": iou})
@@ -214,6 +245,7 @@ def verify_temporal_grounding(completion: str, answer: list[float], duration: fl
 
 def verify_spatial_grounding(completion: str, answer: dict, strict: bool = True) -> Verdict:
     """Box IoU of the predicted [x1, y1, x2, y2] with answer["box"] (normalised); details["iou"]."""
+    _require_finite(answer)
     box_iou(answer["box"], answer["box"])  # validates the ground truth
     parsed, fail = _read("spatial_grounding", completion, strict)
     if fail:
@@ -234,6 +266,8 @@ def verify_spatio_temporal_grounding(completion: str, answer: dict, frame_times:
         if fps is None or duration is None:
             raise ValueError("spatio-temporal scoring needs frame_times, or fps and duration")
         frame_times = evaluation_frame_times(duration, fps)
+    _require_finite(list(frame_times), "frame_times")
+    _require_finite(answer)  # every box and box time, not only those nearest a frame
     tube_viou(answer, answer, frame_times)  # validates the ground truth
     parsed, fail = _read("spatio_temporal_grounding", completion, strict)
     if fail:
@@ -267,7 +301,8 @@ def verify(record: dict, completion: str, **kw: Any) -> Verdict:
             and not (kw.get("fps") or record.get("fps")):
         raise RecordError(rid, "fps", "spatio-temporal scoring needs the evaluation fps or frame_times")
     try:
-        answer = coerce_answer(ptype, record["answer"])
+        _require_finite(record["answer"])  # before coerce_answer turns a NaN into the text "nan"
+        answer = coerce_answer(ptype, record["answer"])  # JSON text may hold NaN: each verifier checks
         return _dispatch(ptype, record, completion, answer, strict, kw)
     except (KeyError, ValueError, TypeError) as exc:
         field_name = "answer" if not isinstance(exc, KeyError) else str(exc).strip("'")

@@ -14,6 +14,9 @@ Conventions, where published implementations differ:
   A tube's box at a frame is its annotated box at the nearest annotated time (ties go to the earlier
   time); a tube without boxes has IoU 0 at every frame.
   tIoU = |S_i| / |S_u|; vIoU = Σ_{t ∈ S_i} IoU(b̂_t, b_t) / |S_u|; both 0 when S_u is empty.
+- A non-finite time, coordinate or box time (NaN, ±inf) raises ValueError: NaN compares false with
+  everything, so a NaN ground truth would otherwise score as a match (min(1.0, nan) is 1.0). A ratio
+  that overflows (finite but enormous predictions) scores 0.
 """
 from __future__ import annotations
 
@@ -24,10 +27,22 @@ from collections.abc import Sequence
 _EPS = 1e-9
 
 
+def _finite(values: Sequence[float], what: str, raw: object) -> None:
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{what} needs finite numbers, got {raw!r}")
+
+
+def _ratio(num: float, den: float) -> float:
+    """num / den clipped to [0, 1]; 0 when it is not finite (inf / inf after an overflow)."""
+    value = num / den
+    return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
+
+
 def _ordered(span: Sequence[float]) -> tuple[float, float]:
     if len(span) != 2:
         raise ValueError(f"a span needs [start, end], got {span!r}")
     s, e = float(span[0]), float(span[1])
+    _finite((s, e), "a span [start, end]", span)
     return (s, e) if s <= e else (e, s)
 
 
@@ -35,17 +50,20 @@ def temporal_iou(a: Sequence[float], b: Sequence[float]) -> float:
     """IoU in [0, 1] of two [start, end] spans in seconds (conventions in the module docstring)."""
     s1, e1 = _ordered(a)
     s2, e2 = _ordered(b)
+    if (s1, e1) == (s2, e2):  # also when the hull of enormous spans overflows to inf
+        return 1.0
     overlap = max(0.0, min(e1, e2) - max(s1, s2))
     hull = max(e1, e2) - min(s1, s2)
     if hull <= 0.0:
         return 1.0 if (s1, e1) == (s2, e2) else 0.0
-    return min(1.0, overlap / hull)
+    return _ratio(overlap, hull)
 
 
 def _ordered_box(box: Sequence[float]) -> tuple[float, float, float, float]:
     if len(box) != 4:
         raise ValueError(f"a box needs [x1, y1, x2, y2], got {box!r}")
     x1, y1, x2, y2 = (float(c) for c in box)
+    _finite((x1, y1, x2, y2), "a box [x1, y1, x2, y2]", box)
     return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
 
 
@@ -53,13 +71,15 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     """IoU in [0, 1] of two [x1, y1, x2, y2] boxes (normalised or pixels, the same for both)."""
     ax1, ay1, ax2, ay2 = _ordered_box(a)
     bx1, by1, bx2, by2 = _ordered_box(b)
+    if (ax1, ay1, ax2, ay2) == (bx1, by1, bx2, by2):  # also when an area overflows to inf
+        return 1.0
     iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
     ih = max(0.0, min(ay2, by2) - max(ay1, by1))
     inter = iw * ih
     union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
     if union <= 0.0:
         return 1.0 if _ordered_box(a) == _ordered_box(b) else 0.0
-    return min(1.0, max(0.0, inter / union))
+    return _ratio(inter, union)
 
 
 def evaluation_frame_times(duration: float, fps: float) -> list[float]:
@@ -94,6 +114,7 @@ def _box_at(boxes: dict, t: float) -> list[float] | None:
     if not boxes:
         return None
     times = sorted((float(k), v) for k, v in boxes.items())
+    _finite([k for k, _ in times], "a tube's box times", list(boxes))
     keys = [k for k, _ in times]
     i = bisect.bisect_left(keys, t)
     candidates = [j for j in (i - 1, i) if 0 <= j < len(keys)]

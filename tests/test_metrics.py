@@ -116,3 +116,21 @@ def test_paired_difference_is_the_am_gap_with_a_paired_interval():
     assert same["value"] == 0 and same["ci95"] == [0.0, 0.0]
     with pytest.raises(ValueError, match="item id '0' is scored for one model only"):
         paired_difference(a, a[1:], n_boot=10)
+
+
+@pytest.mark.parametrize("bad, field_text", [
+    ({**mc(1.0), "id": "q7", "score": float("nan")}, "score is nan"),
+    ({**mc(1.0), "id": "q7", "score": float("inf")}, "score is inf"),
+    ({**mc(1.0), "id": "q7", "score": 87.5}, "score is 87.5"),  # a percentage, not a fraction
+    ({**tg(0.5), "id": "q7", "details": {"iou": float("nan")}}, "details.iou is nan"),
+    ({**st(0.5, 0.5), "id": "q7", "details": {"tiou": 0.5, "viou": -0.1}}, "details.viou is -0.1"),
+    ({**mc(1.0), "id": "q7", "score": "1.0"}, "score is '1.0'"),
+])
+def test_a_value_outside_0_1_is_an_error_naming_the_item_never_a_silent_zero(bad, field_text):
+    items = [mc(1.0), tg(0.4), st(0.5, 0.2), bad]
+    with pytest.raises(ValueError, match="item id q7") as info:
+        aggregate(items, n_boot=10)
+    assert field_text in str(info.value)
+    good = [dict(item, id=f"i{k}") for k, item in enumerate(items[:3])]
+    with pytest.raises(ValueError, match="id q7"):
+        paired_difference(good + [bad], good + [dict(bad, score=1.0, details={})], n_boot=10)

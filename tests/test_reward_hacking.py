@@ -215,6 +215,22 @@ CASES += [
          of(NUMBERS + GROUNDING, lambda r: wrap(r, digits(honest(r), 0x0660, count=1))), zero=True),
     Case("letter_with_combining_accent", mc(lambda r: wrap(r, r["answer"] + "\u0301")), zero=True),
 ]
+# Non-finite predictions (issue 14, item 8): the parsers refuse them, so they score 0, never crash, never 1.
+OVERFLOW = "9" * 400  # float() of it is inf
+CASES += [
+    *[Case(f"{name}_answer", of(NUMBERS + GROUNDING, lambda r, t=text: wrap(r, t)), zero=True)
+      for name, text in (("nan", "nan"), ("inf", "inf"), ("minus_infinity", "-Infinity"), ("overflow", OVERFLOW))],
+    Case("nan_span_end", of(("temporal_grounding",), lambda r: wrap(r, "0.0 to NaN")), zero=True),
+    Case("overflowing_span_end", of(("temporal_grounding",), lambda r: wrap(r, f"0.0 to {OVERFLOW}")), zero=True),
+    Case("nan_box", of(("spatial_grounding",), lambda r: wrap(r, "[nan, 0.00, 1.00, 1.00]")), zero=True),
+    Case("overflowing_box", of(("spatial_grounding",), lambda r: wrap(r, f"[0.00, 0.00, {OVERFLOW}, 1.00]")),
+         zero=True),
+    Case("tube_nan_box_time", of(("spatio_temporal_grounding",),
+                                 lambda r: wrap(r, "0.0 to 8.0; nan: [0.00, 0.00, 1.00, 1.00]")), zero=True),
+    Case("tube_overflowing_box_time", of(("spatio_temporal_grounding",), lambda r: wrap(
+        r, f"0.0 to 8.0; {OVERFLOW}: [0.00, 0.00, 1.00, 1.00]")), zero=True),
+    Case("text_nan", of(TEXTS, lambda r: wrap(r, "nan"))),
+]
 ALL_CASES = [pytest.param(c, id=c.name) for c in CASES]
 ZERO_CASES = [pytest.param(c, id=c.name) for c in CASES if c.zero]
 
@@ -344,3 +360,58 @@ def test_mixed_script_numbers_are_not_misread():
 def test_failing_free_form_verdicts_carry_the_same_detail_keys_as_scored_ones():
     r = next(r for r in RECORDS if r["problem_type"] == "free_form")
     assert set(verify(r, "").details) == set(verify(r, format_target(r)).details)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Non-finite ground truths (issue 14, item 8): an error naming the record, never a reward or a score
+# ---------------------------------------------------------------------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _first_box_time(r: dict) -> str:
+    return next(iter(r["answer"]["boxes"]))
+
+
+NON_FINITE_TRUTHS: dict[str, Callable[[dict], object]] = {
+    "numerical_nan_text": lambda r: "nan" if r["problem_type"] in NUMBERS else None,
+    "number_nan_float": lambda r: NAN if r["problem_type"] in NUMBERS else None,
+    "number_inf_text": lambda r: "-Infinity" if r["problem_type"] in NUMBERS else None,
+    "text_nan_float": lambda r: NAN if r["problem_type"] in TEXTS else None,
+    "text_inf_float": lambda r: INF if r["problem_type"] in TEXTS else None,
+    "span_start_nan": lambda r: [NAN, r["answer"][1]] if r["problem_type"] == "temporal_grounding" else None,
+    "span_end_inf": lambda r: [r["answer"][0], INF] if r["problem_type"] == "temporal_grounding" else None,
+    "span_json_nan": lambda r: "[NaN, 1.0]" if r["problem_type"] == "temporal_grounding" else None,
+    "box_nan": lambda r: {**r["answer"], "box": [NAN, *r["answer"]["box"][1:]]}
+    if r["problem_type"] == "spatial_grounding" else None,
+    "box_time_inf": lambda r: {**r["answer"], "time": INF} if r["problem_type"] == "spatial_grounding" else None,
+    "tube_span_nan": lambda r: {**r["answer"], "span": [r["answer"]["span"][0], NAN]}
+    if r["problem_type"] == "spatio_temporal_grounding" else None,
+    "tube_box_inf": lambda r: {**r["answer"], "boxes": {**r["answer"]["boxes"], _first_box_time(r): [0, 0, INF, 1]}}
+    if r["problem_type"] == "spatio_temporal_grounding" else None,
+    "tube_box_time_nan": lambda r: {**r["answer"], "boxes": {**r["answer"]["boxes"], "nan": [0, 0, 1, 1]}}
+    if r["problem_type"] == "spatio_temporal_grounding" else None,
+}
+
+
+@pytest.mark.parametrize("corrupt", NON_FINITE_TRUTHS.values(), ids=NON_FINITE_TRUTHS.keys())
+def test_a_non_finite_ground_truth_is_an_error_under_every_reward_and_the_evaluation(corrupt):
+    from stages.schema import RecordError
+
+    rows = [dict(r, answer=bad) for r in RECORDS if (bad := corrupt(r)) is not None]
+    assert rows
+    comps = honest_completions([r for r in RECORDS if corrupt(r) is not None])  # the original truth's answer
+    for r, c in zip(rows, comps):
+        with pytest.raises(RecordError, match="finite|not a single number") as info:
+            verify(r, c)
+        assert info.value.where == r["id"] and info.value.field == "answer"
+    for func in FUNCS:
+        if func.__name__ == "format":  # reads no ground truth
+            continue
+        if not any(r["problem_type"] in func.problem_types for r in rows):
+            continue
+        with pytest.raises(RecordError, match=rows[0]["id"] if rows[0]["problem_type"] in func.problem_types
+                           else "answer"):
+            func(comps, **columns(rows))
+    with pytest.raises(RecordError, match="field 'answer'"):
+        evaluate(rows, comps, strict=True)

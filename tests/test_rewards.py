@@ -148,3 +148,19 @@ def test_params_yaml_rewards_section_builds_and_matches_the_default():
     funcs, weights = build_rewards(spec)
     assert [f.__name__ for f in funcs] == [s["name"] for s in spec]
     assert spec == DEFAULT_REWARDS
+
+
+@pytest.mark.parametrize("name, ptype, answer_json", [
+    ("temporal_iou", "temporal_grounding", "[NaN, 2.0]"),
+    ("box_iou", "spatial_grounding", '{"time": 2.0, "box": [0.1, 0.1, Infinity, 0.5]}'),
+    ("tube_iou", "spatio_temporal_grounding", '{"span": [1.0, 3.0], "boxes": {"NaN": [0.1, 0.1, 0.3, 0.5]}}'),
+    ("accuracy", "regression", '"nan"'),
+])
+def test_a_non_finite_answer_json_is_an_error_never_a_reward(name, ptype, answer_json):
+    """json.loads reads NaN and Infinity: a NaN span once paid 1.0 for any completion."""
+    rows = [r for r in records() if r["problem_type"] == ptype]
+    cols = columns(rows)
+    cols["answer_json"] = [answer_json] * len(rows)
+    func = by_name(DEFAULT_REWARDS)[name]
+    with pytest.raises(ValueError, match=f"{rows[0]['id']}: field 'answer'"):
+        func([format_target(r) for r in rows], **cols)

@@ -107,3 +107,21 @@ def test_lenient_mode_reads_untagged_answers():
     preds = [{"id": "mc-1", "prediction": "The answer is B."}]
     assert score_predictions(rows, preds, n_boot=10)[1][0]["score"] == 0.0
     assert score_predictions(rows, preds, n_boot=10, strict=False)[1][0]["score"] == 1.0
+
+
+@pytest.mark.parametrize("problem_type, bad", [("temporal_grounding", [float("nan"), 2.0]),
+                                               ("free_form", float("nan")),
+                                               ("spatio_temporal_grounding", "boxes-inf")])
+def test_a_non_finite_ground_truth_fails_naming_file_record_and_field(tmp_path, caplog, problem_type, bad):
+    """Once, a NaN span scored 1.0 for any answer (min(1.0, nan)); now nothing is written."""
+    rows = records()
+    row = next(r for r in rows if r["problem_type"] == problem_type)
+    row["answer"] = ({**row["answer"], "boxes": {**row["answer"]["boxes"], "0.5": [0.1, 0.1, float("inf"), 0.5]}}
+                     if bad == "boxes-inf" else bad)
+    write_jsonl(tmp_path / "split.jsonl", rows)  # json writes NaN / Infinity, and reads them back
+    write_jsonl(tmp_path / "preds.jsonl", perfect_predictions(records()))
+    out = tmp_path / "out"
+    assert main(["--split", str(tmp_path / "split.jsonl"), "--predictions", str(tmp_path / "preds.jsonl"),
+                 "--out", str(out)]) == 1
+    assert f"{tmp_path / 'split.jsonl'}: record {row['id']}: field 'answer'" in caplog.text
+    assert "finite" in caplog.text and not out.exists()

@@ -293,3 +293,77 @@ def test_tube_iou_properties(a, b):
         assert value == pytest.approx(f(b, a, frames))
         assert f(a, a, frames) == pytest.approx(1.0)
     assert tube_viou(a, b, frames) <= tube_tiou(a, b, frames) + 1e-12
+
+
+# ---------------------------------------------------------------------------------------------------
+# Non-finite numbers (issue 14, item 8): NaN compares false with everything, so min(1.0, nan) is 1.0
+# ---------------------------------------------------------------------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+STG_BOX = [0.1, 0.1, 0.3, 0.5]
+
+
+@pytest.mark.parametrize("call", [
+    lambda: temporal_iou([2.0, 4.0], [NAN, 5.0]),
+    lambda: temporal_iou([2.0, 4.0], [1.0, INF]),
+    lambda: temporal_iou([NAN, NAN], [NAN, NAN]),
+    lambda: box_iou(STG_BOX, [0.1, 0.1, NAN, 0.5]),
+    lambda: box_iou([-INF, -INF, INF, INF], STG_BOX),
+    lambda: tube_frames([NAN, 3.0], [0.0, 1.0, 2.0]),
+    lambda: tube_viou({"span": [1.0, 3.0], "boxes": {"1.0": STG_BOX}},
+                      {"span": [1.0, 3.0], "boxes": {"nan": STG_BOX}}, [1.0, 2.0]),
+], ids=["span_nan", "span_inf", "both_nan", "box_nan", "box_inf", "tube_span_nan", "tube_box_time_nan"])
+def test_iou_functions_refuse_non_finite_numbers(call):
+    with pytest.raises(ValueError, match="finite"):
+        call()
+
+
+def test_overflowing_iou_ratios_score_zero_and_identical_enormous_spans_one():
+    huge = 1.7e308
+    assert temporal_iou([-huge, huge], [-huge, huge]) == 1.0  # hull and overlap overflow to inf
+    assert temporal_iou([-huge, huge], [0.0, huge]) == 0.0  # inf hull: an infinitely diluted overlap
+    assert box_iou([-huge, 0.2, huge, 0.2], [0.0, 0.0, 0.5, 0.5]) == 0.0  # inf * 0 area is NaN
+    assert box_iou([-huge, -huge, huge, huge], [-huge, -huge, huge, huge]) == 1.0
+
+
+COMPLETION = "<think>x</think><answer>{}</answer>"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: verify_temporal_grounding(COMPLETION.format("1 to 4"), [NAN, 5.0]),
+    lambda: verify_temporal_grounding(COMPLETION.format("1 to 4"), [0.0, 5.0], duration=NAN,
+                                      distance_penalty=True),
+    lambda: verify_spatial_grounding(COMPLETION.format(STG_BOX), {"time": 1.0, "box": [0.1, 0.1, INF, 0.5]}),
+    lambda: verify_spatial_grounding(COMPLETION.format(STG_BOX), {"time": NAN, "box": STG_BOX}),
+    # a NaN box at a time no evaluation frame is nearest to: only a full check of the truth sees it
+    lambda: verify_spatio_temporal_grounding(COMPLETION.format("1.0 to 3.0; 1.0: [0.1, 0.1, 0.3, 0.5]"),
+                                             {"span": [1.0, 3.0], "boxes": {"1.0": STG_BOX, "1.01": [NAN] * 4}},
+                                             frame_times=[0.0, 1.0, 2.0, 3.0]),
+    lambda: verify_spatio_temporal_grounding(COMPLETION.format("1.0 to 3.0; 1.0: [0.1, 0.1, 0.3, 0.5]"),
+                                             {"span": [1.0, 3.0], "boxes": {"1.0": STG_BOX}},
+                                             frame_times=[0.0, NAN, 2.0]),
+    lambda: verify_regression(COMPLETION.format("3"), NAN),
+    lambda: verify_numerical(COMPLETION.format("3"), INF),
+    lambda: verify_free_form(COMPLETION.format("nan"), NAN),
+    lambda: verify_ocr(COMPLETION.format("inf"), INF),
+], ids=["tg_span", "tg_duration", "sg_box", "sg_time", "stg_far_box", "stg_frame_times", "regression",
+        "numerical", "free_form", "ocr"])
+def test_verifiers_refuse_a_non_finite_ground_truth(call):
+    with pytest.raises(ValueError, match="finite"):
+        call()
+
+
+@pytest.mark.parametrize("problem_type, answer, field_text", [
+    ("temporal_grounding", [NAN, 5.0], "answer[0]"),
+    ("temporal_grounding", "[1.0, Infinity]", "answer[1]"),  # JSON text: json.loads reads NaN/Infinity
+    ("spatio_temporal_grounding", {"span": [1.0, 3.0], "boxes": {"inf": STG_BOX}}, "answer.boxes"),
+    ("spatio_temporal_grounding", {"span": [1.0, 3.0], "boxes": {"1.0": [0.1, NAN, 0.3, 0.5]}},
+     "answer.boxes[1.0][1]"),
+    ("free_form", NAN, "answer"),
+    ("regression", "-inf", "answer"),
+])
+def test_verify_names_the_record_and_the_non_finite_field(problem_type, answer, field_text):
+    record = {"id": "nan-1", "problem_type": problem_type, "answer": answer, "duration": 8.0, "fps": 2.0}
+    with pytest.raises(RecordError) as info:
+        verify(record, COMPLETION.format("1.0 to 3.0"))
+    assert info.value.where == "nan-1" and info.value.field == "answer" and field_text in str(info.value)
