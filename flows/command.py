@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.force and (reason := already_done(args.repo, not args.no_register)):
         log.info("nothing to do: %s (--force re-runs every stage)", reason)
         return 0
-    from flows.pipeline import WorkspaceBusy, pipeline  # Prefect is imported only when there is work
+    from flows.pipeline import StageFailed, WorkspaceBusy, pipeline  # Prefect only when there is work
 
     try:
         summary = pipeline(repo=args.repo, force=args.force, register_model=not args.no_register,
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     except WorkspaceBusy as exc:
         log.error("%s", exc)
         return 75  # EX_TEMPFAIL: try again later
+    except StageFailed as exc:  # the flow run is marked failed in Prefect and MLflow; the shell must see it too
+        log.error("pipeline failed: %s", exc)
+        return 1
     repo = Path(args.repo).resolve()
     report = repo / "reports/eval/report.html"
     champion = (summary.get("registry") or {}).get("champion")

@@ -110,12 +110,13 @@ def _build_tiny(cfg: BootstrapRun, mlrun) -> dict[str, Any]:
     return summary
 
 
-def main() -> None:
+def main() -> int:
     from stages.params import section
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run(BootstrapRun(model=section("model"), video=section("video"), compute=section("compute")))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)

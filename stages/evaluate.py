@@ -247,12 +247,13 @@ def write_outputs(out_dir: Path, metrics: dict[str, Any], curve_file: Path | Non
     write_report(out_dir / REPORT_FILE, metrics, curve)
 
 
-def main() -> None:
+def main() -> int:
     from stages.params import section
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run(EvalRun(eval=section("eval"), video=section("video"), compute=section("compute")))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)

@@ -121,7 +121,7 @@ def run(cfg: WorldConfig, out_dir: Path) -> dict:
     }
 
 
-def main() -> None:
+def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from stages.params import section
 
@@ -130,7 +130,8 @@ def main() -> None:
         summary = run(cfg, tmp)
     write_json(GENERATE_REPORT, summary)
     log.info("generated %s", json.dumps(summary))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)

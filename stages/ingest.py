@@ -176,7 +176,7 @@ def run(cfg: dict, root: Path = Path(".")) -> dict:
     return summary
 
 
-def main() -> None:
+def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run(section("data"))
@@ -184,7 +184,8 @@ def main() -> None:
         logger.error("ingest failed: %s", exc)
         logger.debug("traceback", exc_info=True)
         raise SystemExit(1) from None
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)

@@ -266,12 +266,13 @@ def _summary(trainer, result, rows, resume, seconds: float, n_records: int, own:
     }
 
 
-def main() -> None:
+def main() -> int:
     from stages.params import section
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run(RLRun(rl=section("rl"), rewards=section("rewards"), video=section("video"), compute=section("compute")))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)

@@ -164,12 +164,13 @@ def run(cfg: SFTRun) -> dict[str, Any]:
     return metrics
 
 
-def main() -> None:
+def main() -> int:
     from stages.params import section
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run(SFTRun(sft=section("sft"), video=section("video"), compute=section("compute")))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)

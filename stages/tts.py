@@ -302,12 +302,13 @@ def run(cfg: TTSRun) -> dict[str, Any]:
     return policy
 
 
-def main() -> None:
+def main() -> int:
     from stages.params import section
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run(TTSRun(tts=section("tts"), video=section("video"), compute=section("compute")))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)
