@@ -29,7 +29,8 @@ PROBLEM_CHECKS = {
     "answer": "the answer parses for its problem type (option letter among the options, number, text, span, box)",
     "times": "spans satisfy 0 <= start < end <= duration; times lie within the duration / span",
     "boxes": "boxes are normalised to [0, 1] with x1 < x2 and y1 < y2",
-    "video": "the video file exists and decodes; duration (within tolerance), fps and size agree",
+    "video": "the video file exists and decodes; duration (within tolerance, from presentation times), fps and "
+             "display size agree; a rotated file is rejected when params say so",
     "video_split": "no video appears in two splits",
 }
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stages.schema import ALL_FIELDS, OPTION_LETTERS, PROBLEM_TYPES, Record
-from stages.video_io import VideoInfo
+from stages.video_io import ROTATION_MODES, VideoInfo
 
 Problem = tuple[str, str]
 TIME_EPS = 1e-6  # seconds: float slack when comparing annotation times with a duration
@@ -224,27 +224,46 @@ def check_boxes(record: Record) -> Problem | None:
     return None
 
 
-def check_video(record: Record, info: VideoInfo | str | None, tolerance_frames: float = 1.0) -> Problem | None:
+def check_video(record: Record, info: VideoInfo | str | None, tolerance_frames: float = 1.0,
+                rotation: str = "apply") -> Problem | None:
     """The probe of the record's video agrees with it: the file decodes (`info` is the probe's VideoInfo,
-    or its error text), duration within `tolerance_frames` frames, and `fps`/`width`/`height` if given.
-    `info` None means the video was not probed (a malformed `video` field, reported by check_fields, or
-    probing switched off)."""
+    or its error text), duration within `tolerance_frames` frames (at the file's mean rate) of the time
+    the last frame stops showing (presentation times, so variable-rate files are judged right), and
+    `fps`/`width`/`height` if given (display size: after rotation). rotation "reject": a file whose
+    display matrix turns its frames is a problem. `info` None means the video was not probed (a
+    malformed `video` field, reported by check_fields, or probing switched off)."""
+    if rotation not in ROTATION_MODES:
+        raise ValueError(f"params validate.rotation: must be one of {list(ROTATION_MODES)}, got {rotation!r}")
     if info is None:
         return None
     if isinstance(info, str):
         return "video", info
+    if info.rotation and rotation == "reject":
+        return "video", (f"{info.path}: the display matrix rotates the frames by {info.rotation}°, and params "
+                         f"rotation is 'reject'")
     duration = record.get("duration")
     if _is_number(duration) and abs(duration - info.duration) > tolerance_frames / info.fps + TIME_EPS:
-        return "duration", (f"{duration:g} s but the file decodes to {info.n_frames} frames at "
-                            f"{info.fps:g} fps = {info.duration:g} s")
+        rate = f"a variable rate (mean {info.fps:g} fps)" if info.vfr else f"{info.fps:g} fps"
+        return "duration", f"{duration:g} s but the file's {info.n_frames} frames at {rate} last {info.duration:g} s"
     fps = record.get("fps")
     if _is_number(fps) and not math.isclose(fps, info.fps, rel_tol=1e-3):
-        return "fps", f"{fps:g} but the file runs at {info.fps:g} fps"
+        return "fps", f"{fps:g} but the file runs at {'a mean of ' if info.vfr else ''}{info.fps:g} fps"
     for field, actual in (("width", info.width), ("height", info.height)):
         value = record.get(field)
         if isinstance(value, int) and value != actual:
-            return field, f"{value} px but the file is {info.width}x{info.height}"
+            turned = f" as displayed (rotated {info.rotation}°)" if info.rotation else ""
+            return field, f"{value} px but the file is {info.width}x{info.height}{turned}"
     return None
+
+
+def timing_report(probes: dict[str, VideoInfo | str]) -> dict[str, Any]:
+    """What validation reports about the videos' timing and orientation: the variable-frame-rate files
+    (times taken from their presentation timestamps) and the rotated ones (degrees counter-clockwise),
+    by path, plus their counts. Neither is an error by itself."""
+    infos = {path: info for path, info in probes.items() if isinstance(info, VideoInfo)}
+    vfr = sorted(path for path, info in infos.items() if info.vfr)
+    rotated = {path: info.rotation for path, info in sorted(infos.items()) if info.rotation}
+    return {"n_vfr": len(vfr), "vfr": vfr, "n_rotated": len(rotated), "rotated": rotated}
 
 
 # Record-only checks, by the name of their GX problem column (the video check also needs the probe).

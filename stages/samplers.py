@@ -1,9 +1,10 @@
 """Frame selection under a token budget: which frames of a file the model sees (params `video.sampler`).
 
-A sampler maps what is known about a file (`Clip`: frame count, fps, size, path) and the VideoConfig to
-a `Selection`: strictly increasing file-frame indices (frame k shows at k / fps seconds) and the size
-the frames are resized to (None: the processor's size for `max_pixels`). stages/video_inputs.py decodes
-the selection; every stage (sft, rl, tts, evaluate) goes through it, so all of them select alike.
+A sampler maps what is known about a file (`Clip`: frame count, fps, size, path, the frames'
+presentation times) and the VideoConfig to a `Selection`: strictly increasing file-frame indices
+(counted in presentation order) and the size the frames are resized to (None: the processor's size for
+`max_pixels`). stages/video_inputs.py decodes the selection; every stage (sft, rl, tts, evaluate) and
+the registered model go through it, so all of them select alike.
 
 The budget is the uniform sampler's: N = num_frames(...) frames at the processor size of `max_pixels`,
 i.e. N / temporal_patch_size × (h / 28) × (w / 28) video tokens for Qwen2.5-VL (14-px patches merged
@@ -13,11 +14,18 @@ checks it through the real processor) when the file has at least keyclip_factor 
 file is taken whole at the reduced size, below the budget. `fps` never exceeds the budget and meets it
 when its stride divides the file.
 
-- uniform: N frames spread evenly (frame floor(k × n / N)); N = duration × fps clamped to
-  [min_frames, max_frames], a multiple of temporal_patch_size.
+Coverage: every sampler reaches the end of the clip. Starting at frame 0 with a stride of n / N would
+leave the last stride unseen (4 frames of 5.28 s at 0, 1.32, 2.64, 3.96 s), so an event there could
+never be grounded; `check_coverage` makes that loud for every selection.
+
+- uniform: the centres of N equal segments of the clip's duration D: the frame on screen at
+  (k + ½) × D / N (constant rate: file frame floor((2k + 1) × n / 2N)); N = duration × fps clamped to
+  [min_frames, max_frames], a multiple of temporal_patch_size. A variable-rate file is divided by
+  time, not by frame count.
 - fps: a fixed rate: every s-th file frame, s = round(file_fps / fps) (an exact stride, so the spacing
-  is exactly regular); when that gives more than max_frames the stride grows to ceil(n / max_frames).
-  No min_frames: short clips cost fewer tokens.
+  is exactly regular), the run centred in the file; when that gives more than max_frames the stride
+  grows to ceil(n / max_frames). No min_frames: short clips cost fewer tokens. On a variable-rate
+  file the stride is in frames at the mean rate (the times kept are still the true ones).
 - keyframes: scene-change keyframes (in the spirit of KFFocus): frames are scored by their mean
   absolute difference to the previous scored frame at about 32 px (the decoded YUV planes
   block-averaged: no colour conversion, well under 1 ms a frame); round(change_share × N) slots go to
@@ -33,14 +41,17 @@ when its stride divides the file.
 
 Time positions. Qwen2.5-VL takes one `second_per_grid_ts` per video (temporal_patch_size / fps): the
 temporal position of patch j is j × second_per_grid_ts. Selections other than uniform/fps are
-irregular, so the fps passed is the mean rate (frames kept / duration): the patches span the clip's
-true duration, each at its mean position, not its exact one. The exact times are kept in
-SampledVideo.timestamps (seconds, frame k at k / file_fps), which the STVG rewards and votes use and
+irregular (and so is any selection from a variable-rate file), so the fps passed is the mean rate
+(frames kept / duration): the patches span the clip's true duration, each at its mean position, not
+its exact one. The exact times are kept in SampledVideo.timestamps (seconds: the decoded frames'
+presentation times), which the STVG rewards and votes use and
 evaluate writes to predictions/<model>.frames.jsonl. A prompt listing them (as Qwen3-VL's per-frame
 time text does) would carry them to the model; the prompt is stages/answer_format's and unchanged.
 """
 from __future__ import annotations
 
+import bisect
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +63,7 @@ import numpy as np
 if TYPE_CHECKING:  # video_inputs imports this module
     from stages.video_inputs import VideoConfig
 
+logger = logging.getLogger(__name__)
 MERGED_PX = 28      # Qwen2.5-VL: 14-px patches merged 2 × 2 -> one video token per 28 × 28 pixels
 MAX_ASPECT_ERR = math.log(1.5)  # key clips: a smaller frame may change the aspect ratio by at most 1.5×
 SCORE_SIDE = 32     # width (pixels) at which frames are compared to score changes
@@ -59,13 +71,27 @@ SCORE_SIDE = 32     # width (pixels) at which frames are compared to score chang
 
 @dataclass(frozen=True)
 class Clip:
-    """What a sampler knows about a file: frame count, fps, size in pixels, path."""
+    """What a sampler knows about a file: frame count, fps (the mean rate for a variable-rate file),
+    display size in pixels, path; times: each frame's presentation time in seconds from the first
+    (empty: constant rate, frame k at k / fps); end: seconds until the last frame stops showing (None:
+    n_frames / fps)."""
 
     path: str
     n_frames: int
     fps: float
     width: int
     height: int
+    times: tuple[float, ...] = ()
+    end: float | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds the clip lasts."""
+        return self.end if self.end is not None else self.n_frames / self.fps
+
+    def frame_times(self) -> list[float]:
+        """Presentation time (seconds) of every file frame."""
+        return list(self.times) if self.times else [k / self.fps for k in range(self.n_frames)]
 
 
 @dataclass(frozen=True)
@@ -226,10 +252,27 @@ def place(n_file: int, length: int, total: int, changes: list[tuple[int, float]]
 
 # ---- samplers ---------------------------------------------------------------------------------------
 
+def centre_indices(n_file: int, n: int, times: tuple[float, ...] = (), end: float | None = None) -> list[int]:
+    """The file frames on screen at the centres of n equal segments of the clip: (k + ½) × D / n
+    seconds. Without times (constant rate) exactly floor((2k + 1) × n_file / 2n); with times the
+    segments divide the duration `end`, and the frame shown is the last with t <= the centre. n <=
+    n_file gives n distinct frames at constant rate; at variable rate a repeated frame moves on to the
+    next free one so that the count stays n."""
+    if not times:
+        return [(2 * k + 1) * n_file // (2 * n) for k in range(n)]
+    duration = end if end is not None else times[-1] + (times[-1] - times[-2] if len(times) > 1 else 1.0)
+    out: list[int] = []
+    for k in range(n):
+        i = max(0, bisect.bisect_right(times, (2 * k + 1) * duration / (2 * n) + 1e-9) - 1)
+        i = max(i, out[-1] + 1) if out else i
+        out.append(min(i, n_file - (n - k)))  # leave room for the frames still to place
+    return out
+
+
 def uniform(clip: Clip, cfg: "VideoConfig") -> Selection:
-    """Frame k of n kept is the file frame floor(k × n_file / n) (the first frame included)."""
+    """N frames at the centres of N equal segments of the clip (see centre_indices)."""
     n = num_frames(clip.n_frames, clip.fps, cfg)
-    return Selection(tuple(math.floor(k * clip.n_frames / n) for k in range(n)))
+    return Selection(tuple(centre_indices(clip.n_frames, n, clip.times, clip.end)))
 
 
 def fixed_fps(clip: Clip, cfg: "VideoConfig") -> Selection:
@@ -238,7 +281,9 @@ def fixed_fps(clip: Clip, cfg: "VideoConfig") -> Selection:
     stride = max(1, round(clip.fps / cfg.fps), math.ceil(n_file / cfg.max_frames))
     count = math.ceil(n_file / stride)
     count = max(step, count // step * step) if n_file >= step * stride else min(count, n_file)
-    return Selection(tuple(k * stride for k in range(count)), info={"stride": stride})
+    # centre the run: what is left over splits between the start and the end of the clip
+    offset = max(0, (n_file - 1 - (count - 1) * stride) // 2)
+    return Selection(tuple(offset + k * stride for k in range(count)), info={"stride": stride, "offset": offset})
 
 
 def _changes(clip: Clip, cfg: "VideoConfig") -> list[tuple[int, float]]:
@@ -284,10 +329,47 @@ SAMPLERS: dict[str, Sampler] = {"uniform": uniform, "fps": fixed_fps, "keyframes
                                 "keyclips": keyclips}
 
 
+# How far the kept frames must reach the ends, as a share of their largest gap: the unseen stretch
+# before the first and after the last frame may be at most share × that gap plus one file frame.
+# uniform promises half (segment centres); fps a whole stride (it keeps an exact stride); the
+# change-driven samplers may spend every frame on changes, so they are held to a whole gap and warned.
+COVERAGE = {"uniform": 0.5, "fps": 1.0}
+_warned: set[str] = set()
+
+
+def coverage_gaps(clip: Clip, indices: tuple[int, ...]) -> tuple[float, float, float]:
+    """(start gap, end gap, largest gap between kept frames) in seconds: the first kept frame's time,
+    the duration minus the last kept frame's time, and the largest step between kept frames (the
+    duration when one frame is kept)."""
+    times = clip.frame_times()
+    kept = [times[i] for i in indices]
+    inner = max((b - a for a, b in zip(kept, kept[1:])), default=clip.duration)
+    return kept[0], clip.duration - kept[-1], inner
+
+
+def check_coverage(clip: Clip, selection: Selection, sampler: str) -> None:
+    """The kept frames must reach both ends of the clip (see COVERAGE). A sampler in COVERAGE that
+    fails raises RuntimeError; any other is logged once per sampler name."""
+    start, end, inner = coverage_gaps(clip, selection.indices)
+    times = clip.frame_times()
+    slack = max((b - a for a, b in zip(times, times[1:])), default=0.0) + 1e-6
+    if max(start, end) <= COVERAGE.get(sampler, 1.0) * inner + slack:
+        return
+    message = (f"{clip.path}: sampler {sampler} leaves {start:.3g} s unseen at the start and {end:.3g} s at "
+               f"the end of a {clip.duration:.3g}-s clip, with {inner:.3g} s between its frames")
+    if sampler in COVERAGE:
+        raise RuntimeError(message)
+    if sampler not in _warned:
+        _warned.add(sampler)
+        logger.warning("%s (logged once)", message)
+
+
 def select(clip: Clip, cfg: "VideoConfig") -> Selection:
-    """The selection of params `video.sampler` for `clip` (indices checked: increasing, in the file)."""
+    """The selection of params `video.sampler` for `clip` (indices checked: increasing, in the file,
+    covering the clip; see check_coverage)."""
     selection = SAMPLERS[cfg.sampler](clip, cfg)
     idx = selection.indices
     if not idx or any(b <= a for a, b in zip(idx, idx[1:])) or idx[0] < 0 or idx[-1] >= clip.n_frames:
         raise RuntimeError(f"{clip.path}: sampler {cfg.sampler} chose invalid frames {list(idx)[:8]}…")
+    check_coverage(clip, selection, cfg.sampler)
     return selection

@@ -32,7 +32,7 @@ from stages.atomic import atomic_dir, read_jsonl, write_json, write_jsonl, write
 from stages.expectations import Outcome, problem_column, run_suite
 from stages.params import section
 from stages.paths import INTERIM_RECORDS, VALIDATED_DIR, VALIDATION_REPORTS, VALIDATION_RESULT, split_file
-from stages.record_checks import RECORD_CHECKS, check_video, format_problem
+from stages.record_checks import RECORD_CHECKS, check_video, format_problem, timing_report
 from stages.schema import REQUIRED_FIELDS, SPLITS, Record
 from stages.video_io import VideoError, VideoInfo, probe
 
@@ -48,6 +48,7 @@ class ValidateConfig:
     probe_videos: bool = True  # open every video with PyAV; False skips the video checks (logged as a warning)
     decode_frames: bool = True  # decode every frame (catches truncation); False reads container headers only
     duration_tolerance_frames: float = 1.0  # |record duration - decoded duration| <= this many frames
+    rotation: str = "apply"  # a rotated file: apply (listed in result.json video_timing) | reject (a video problem)
     required_splits: tuple[str, ...] = SPLITS  # splits that must hold at least one record
     workers: int = 2  # processes probing videos
     max_examples: int = 5  # offending ids named per failed expectation
@@ -107,14 +108,15 @@ def video_key(video: Any, root: Path) -> str | None:
     return os.path.normpath(os.path.join(root, video))
 
 
-def _video_problem(record: Record, info: VideoInfo | str | None, tolerance_frames: float) -> str | None:
+def _video_problem(record: Record, info: VideoInfo | str | None, tolerance_frames: float,
+                   rotation: str = "apply") -> str | None:
     """The record's video problem: a path that must not be opened, else what `check_video` finds."""
     video = record.get("video")
     if escapes_root(video):
         return format_problem(("video", f"{video!r} climbs out of the workspace root: not opened"))
     if isinstance(video, str) and "\0" in video:
         return format_problem(("video", f"{video!r} contains a NUL character: not opened"))
-    return format_problem(check_video(record, info, tolerance_frames))
+    return format_problem(check_video(record, info, tolerance_frames, rotation))
 
 
 def _text(value: Any) -> str | None:
@@ -146,7 +148,7 @@ def build_frame(records: list[Record], keys: list[str | None], probes: dict[str,
     for name, check in RECORD_CHECKS.items():
         columns[problem_column(name)] = pd.Series([format_problem(check(r)) for r in records], dtype=object)
     columns[problem_column("video")] = pd.Series(
-        [_video_problem(r, probes.get(k) if k else None, cfg.duration_tolerance_frames)
+        [_video_problem(r, probes.get(k) if k else None, cfg.duration_tolerance_frames, cfg.rotation)
          for r, k in zip(records, keys)], dtype=object)
     columns[problem_column("video_split")] = pd.Series(_split_leaks(records, keys), dtype=object)
     return pd.DataFrame(columns)
@@ -200,6 +202,7 @@ def run(cfg: ValidateConfig, root: Path = Path(".")) -> dict[str, Any]:
         "input": str(INTERIM_RECORDS),
         "n_records": len(records),
         "n_videos": len(distinct),
+        "video_timing": timing_report(probes),  # variable-frame-rate and rotated files, by path
         "n_expectations": len(outcomes),
         "n_failed": len(failed),
         "failed": [o.message() for o in failed],

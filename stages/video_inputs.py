@@ -1,8 +1,9 @@
 """The one way a record becomes model input, shared by sft, rl, tts and evaluate.
 
 1. `sample_video(path, cfg)`: choose frame indices with the sampler of params `video.sampler`
-   (stages/samplers.py: uniform, fps, keyframes, keyclips), decode them with PyAV, and keep their real
-   timestamps (seconds, frame k of the file at k / file_fps) and the sampled rate.
+   (stages/samplers.py: uniform, fps, keyframes, keyclips), decode them with PyAV (rotation applied or
+   the file rejected, params `video.rotation`), and keep their real timestamps (the decoded frames'
+   presentation times in seconds, never index / fps) and the sampled rate.
 2. `build_messages(record, video)`: the chat (user: video + build_prompt(record); assistant:
    the target from stages/answer_format), never a prompt written anywhere else.
 3. `processor_inputs(processor, conversations, videos, cfg)`: tokens and pixels through the standard
@@ -14,7 +15,7 @@
 from __future__ import annotations
 
 import contextlib
-import math
+import functools
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from stages.answer_format import build_prompt, format_direct_target, format_target
-from stages.samplers import SAMPLERS, Clip, num_frames, select
-from stages.video_io import VideoError, decode_frames, probe
+from stages.samplers import SAMPLERS, Clip, centre_indices, num_frames, select
+from stages.video_io import ROTATION_MODES, VideoError, VideoInfo, probe, read_frames
 
 # Qwen2.5-VL's vision special tokens (never to be generated) and the processor's per-video tensors.
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
@@ -43,7 +44,8 @@ class VideoConfig:
     clips (keyclips) placed at the largest inter-frame changes, in [0, 1]; score_fps: rate (frames per
     second of video time) at which changes are scored, None for every frame; clip_frames: frames per
     key clip, a multiple of temporal_patch_size; keyclip_factor: key clips take this many times the
-    frames at 1/this of the tokens per frame (same video tokens as uniform).
+    frames at 1/this of the tokens per frame (same video tokens as uniform). rotation: a file whose
+    display matrix turns its frames is turned upright ("apply") or rejected ("reject").
     """
 
     fps: float = 1.0
@@ -57,6 +59,7 @@ class VideoConfig:
     score_fps: float | None = 4.0
     clip_frames: int = 4
     keyclip_factor: int = 4
+    rotation: str = "apply"
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> "VideoConfig":
@@ -78,6 +81,8 @@ class VideoConfig:
             raise ValueError(f"params video.keyclip_factor: must be an integer >= 1, got {cfg.keyclip_factor!r}")
         if not 0 < cfg.min_frames <= cfg.max_frames or cfg.fps <= 0:
             raise ValueError("params video: need fps > 0 and 0 < min_frames <= max_frames")
+        if cfg.rotation not in ROTATION_MODES:
+            raise ValueError(f"params video.rotation: must be one of {list(ROTATION_MODES)}, got {cfg.rotation!r}")
         if cfg.min_pixels > cfg.max_pixels:
             raise ValueError("params video: min_pixels must not exceed max_pixels")
         return cfg
@@ -89,10 +94,12 @@ class VideoConfig:
 
 @dataclass(frozen=True)
 class SampledVideo:
-    """Frames taken from a file. timestamps: seconds of each frame in the file (exact, whatever the
-    sampler); sampled_fps: frames per second of video time actually kept (n_kept / n_file_frames ×
-    file_fps), for irregular selections the mean rate (see stages/samplers.py on time positions);
-    sampler / choice: which sampler chose the frames and what it chose (change frames, clips, scale)."""
+    """Frames taken from a file. timestamps: presentation time of each frame in the file, seconds from
+    the first frame (exact, whatever the sampler or the file's frame rate); sampled_fps: frames kept per
+    second of video time (n_kept / duration), for irregular selections and variable-rate files the mean
+    rate (see stages/samplers.py on time positions); file_fps: the file's mean rate (n_file_frames /
+    duration); duration: seconds the file lasts; sampler / choice: which sampler chose the frames and
+    what it chose (change frames, clips, scale)."""
 
     path: str
     frames: np.ndarray          # T×H×W×3 uint8 RGB
@@ -103,13 +110,23 @@ class SampledVideo:
     n_file_frames: int
     sampler: str = "uniform"
     choice: dict[str, Any] = field(default_factory=dict)
+    duration: float | None = None  # None: n_file_frames / file_fps
+
+    def __post_init__(self):
+        # every consumer (prompt, reward, metric) trusts these times: make a mismatch loud here
+        if len(self.timestamps) != len(self.frames) or len(self.indices) != len(self.frames):
+            raise ValueError(f"{self.path}: {len(self.frames)} frames but {len(self.timestamps)} timestamps "
+                             f"and {len(self.indices)} indices")
+        if any(b <= a for a, b in zip(self.timestamps, self.timestamps[1:])):
+            raise ValueError(f"{self.path}: timestamps are not increasing: {list(self.timestamps)[:8]}")
 
     def metadata(self) -> dict[str, Any]:
         """`video_metadata` for the processor: the frames passed are all the frames it sees, so
         total_num_frames = T and fps = the sampled rate (its `sampled_fps` is then exactly ours)."""
         t, h, w = self.frames.shape[:3]
+        duration = self.duration if self.duration is not None else self.n_file_frames / self.file_fps
         return {"total_num_frames": t, "fps": self.sampled_fps, "frames_indices": list(range(t)),
-                "duration": self.n_file_frames / self.file_fps, "height": h, "width": w}
+                "duration": duration, "height": h, "width": w}
 
     def with_frames(self, frames: np.ndarray) -> "SampledVideo":
         """Same timing, other pixels (blank or shuffled frames for video-blind controls)."""
@@ -117,10 +134,9 @@ class SampledVideo:
 
 
 def sample_indices(n_file_frames: int, file_fps: float, cfg: VideoConfig) -> list[int]:
-    """Uniform sampler: frame k of n kept is the file frame floor(k × n_file_frames / n) (the first
-    frame included, spacing as even as the file's frame grid allows)."""
-    n = num_frames(n_file_frames, file_fps, cfg)
-    return [math.floor(k * n_file_frames / n) for k in range(n)]
+    """Uniform sampler on a constant-rate file: the centres of n equal segments, file frame
+    floor((2k + 1) × n_file_frames / 2n) (stages/samplers.py centre_indices)."""
+    return centre_indices(n_file_frames, num_frames(n_file_frames, file_fps, cfg))
 
 
 def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -133,25 +149,45 @@ def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize((size[1], size[0]), box)) for f in frames])
 
 
+@functools.lru_cache(maxsize=4096)
+def _probe(path: str, mtime_ns: int, size: int) -> VideoInfo:
+    return probe(path, decode=False)
+
+
+def probe_cached(path: str | Path) -> VideoInfo:
+    """probe(path, decode=False), cached per file version (path, mtime, size): training decodes the same
+    files every epoch, and the packet scan for the frames' times need not be repeated."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        raise VideoError(f"{path}: video file does not exist") from None
+    return _probe(str(path), stat.st_mtime_ns, stat.st_size)
+
+
 def sample_video(path: str | Path, cfg: VideoConfig) -> SampledVideo:
     """Decode the frames cfg.sampler selects from the file at `path` (PyAV); key clips come resized to
-    their smaller size, other selections keep the file's size (the processor resizes them)."""
-    info = probe(path, decode=False)
-    n_file = info.n_frames
-    if n_file <= 0:  # containers that do not store a frame count
-        n_file = probe(path, decode=True).n_frames
-    selection = select(Clip(str(path), n_file, info.fps, info.width, info.height), cfg)
+    their smaller size, other selections keep the file's size (the processor resizes them). Times are
+    the decoded frames' presentation times; they must agree with the probe's (VideoError if not)."""
+    info = probe_cached(path)
+    if info.rotation and cfg.rotation == "reject":
+        raise VideoError(f"{path}: the display matrix rotates the frames by {info.rotation}°, and params "
+                         f"video.rotation is 'reject'")
+    clip = Clip(str(path), info.n_frames, info.fps, info.width, info.height, info.times, info.end)
+    selection = select(clip, cfg)
     indices = list(selection.indices)
-    frames, file_fps = decode_frames(path, indices)
+    frames, times = read_frames(path, indices, cfg.rotation)
     if len(frames) != len(indices):
         raise VideoError(f"{path}: decoded {len(frames)} frames, expected {len(indices)}")
+    expected = [info.times[i] for i in indices]
+    if not np.allclose(times, expected, rtol=0, atol=1e-6):
+        raise VideoError(f"{path}: decoded frames show at {list(times)[:4]} s, the packets said "
+                         f"{expected[:4]} s (frames out of presentation order?)")
     if selection.size is not None:
         frames = _resize(frames, selection.size)
     return SampledVideo(
-        path=str(path), frames=frames, indices=tuple(indices),
-        timestamps=tuple(i / file_fps for i in indices),
-        sampled_fps=len(indices) / n_file * file_fps, file_fps=file_fps, n_file_frames=n_file,
-        sampler=cfg.sampler, choice=dict(selection.info))
+        path=str(path), frames=frames, indices=tuple(indices), timestamps=times,
+        sampled_fps=len(indices) / info.duration, file_fps=info.fps, n_file_frames=info.n_frames,
+        sampler=cfg.sampler, choice=dict(selection.info), duration=info.duration)
 
 
 # ---- video tokens ----------------------------------------------------------------------------------

@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from stages.atomic import read_jsonl
-from stages.samplers import SAMPLERS, Clip, change_signal, place, processor_size, reduced_size, video_tokens_for
+from stages.samplers import (
+    COVERAGE, SAMPLERS, Clip, Selection, change_signal, coverage_gaps, place, processor_size, reduced_size, select,
+    video_tokens_for,
+)
 from stages.video_inputs import (
     VideoConfig, build_messages, count_video_tokens, processor_inputs, sample_video, video_tokens,
 )
@@ -72,9 +75,33 @@ def test_timestamps_are_the_true_times_of_the_frames_returned(world):
 
 def test_fps_sampler_keeps_an_exact_stride_and_caps_the_count(world):
     video = sample_video(paths(world)["default"], VideoConfig(sampler="fps", fps=2.0, max_frames=16))
-    assert video.indices == tuple(range(0, 32, 2)) and video.choice == {"stride": 2}
+    assert video.indices == tuple(range(0, 32, 2)) and video.choice == {"stride": 2, "offset": 0}
     capped = sample_video(paths(world)["long"], VideoConfig(sampler="fps", fps=1.0, max_frames=8))
-    assert capped.indices == tuple(range(0, 60, 8))[:8] and len(set(np.diff(capped.indices))) == 1
+    # 8 frames at stride 8 span 57 of 60 frames: the run is centred, not flush with the start
+    assert capped.indices == tuple(range(1, 60, 8)) and capped.choice == {"stride": 8, "offset": 1}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_reaches_both_ends_of_the_clip(world, name):
+    for path in paths(world).values():
+        video = sample_video(path, VideoConfig(sampler=name, min_frames=4, max_frames=8))
+        start, end, inner = coverage_gaps(Clip(str(path), video.n_file_frames, video.file_fps, 112, 112),
+                                          video.indices)
+        share = COVERAGE.get(name, 1.0)  # uniform: half its largest gap; the others a whole one
+        assert max(start, end) <= share * inner + 1 / video.file_fps + 1e-9, (name, path, video.indices)
+
+
+def test_a_covering_sampler_that_skips_the_end_is_an_error(world, monkeypatch):
+    """The old uniform rule (frame floor(k n / N) from frame 0) left the last stride unseen: loud now."""
+    def from_the_start(clip, cfg):
+        n = 4
+        return Selection(tuple(k * clip.n_frames // n for k in range(n)))
+
+    monkeypatch.setitem(SAMPLERS, "uniform", from_the_start)
+    clip = Clip("c.mp4", 132, 25.0, 112, 112)  # 5.28 s: the old frames at 0, 1.32, 2.64, 3.96 s
+    with pytest.raises(RuntimeError, match="uniform leaves 0 s unseen at the start and 1.32 s at the end of a "
+                                           "5.28-s clip, with 1.32 s between its frames"):
+        select(clip, VideoConfig(sampler="uniform"))
 
 
 def test_key_clips_bracket_the_largest_change_and_keyframes_keep_it(world):

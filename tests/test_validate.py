@@ -273,7 +273,9 @@ def test_header_only_probe_misses_truncation_that_decoding_catches(tmp_path, vid
     root = workspace(tmp_path, videos, records)
     with pytest.raises(ValidationFailed, match=r"'num' \(record 2\): video: .*decoding failed"):
         run(FAST, root)
-    assert run(ValidateConfig(workers=1, data_docs=False, decode_frames=False), root)["success"]
+    # the header-only probe reads every packet's pts (presentation times): the missing packets show
+    with pytest.raises(ValidationFailed, match=r"'num' \(record 2\): duration: .* 1 frames"):
+        run(ValidateConfig(workers=1, data_docs=False, decode_frames=False), root)
     by_id(records, "num")["video"] = "videos/nope.mp4"
     write_jsonl(root / INTERIM_RECORDS, records)
     assert run(ValidateConfig(workers=1, data_docs=False, probe_videos=False), root)["success"]

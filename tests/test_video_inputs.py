@@ -34,8 +34,26 @@ def processor(world):
 def test_frame_count_is_clamped_and_a_multiple_of_the_temporal_patch(n_file, fps, cfg, expected):
     assert num_frames(n_file, fps, cfg) == expected
     indices = sample_indices(n_file, fps, cfg)
-    assert len(indices) == expected and indices == sorted(set(indices)) and indices[0] == 0
-    assert indices[-1] < n_file
+    assert len(indices) == expected and indices == sorted(set(indices)) and indices[-1] < n_file
+    # the centres of equal segments: as much of the clip before the first frame as after the last
+    assert abs(indices[0] - (n_file - 1 - indices[-1])) <= 1
+
+
+@pytest.mark.parametrize("n_file, fps, n", [(132, 25.0, 4), (32, 4.0, 4), (5, 1.0, 4), (60, 1.0, 8)])
+def test_uniform_frames_reach_the_end_of_the_clip(n_file, fps, n):
+    """Issue 14.4: 4 frames of a 5.28-s, 25-fps clip were taken at 0, 1.32, 2.64, 3.96 s, never
+    looking at the last 1.32 s. Now the gap after the last frame is no larger than between frames, and
+    no instant lies farther from a kept frame than half that spacing (plus one file frame)."""
+    cfg = VideoConfig(fps=n * fps / n_file, min_frames=n, max_frames=n)
+    times = [i / fps for i in sample_indices(n_file, fps, cfg)]
+    gaps, end_gap = np.diff(times), n_file / fps - times[-1]
+    assert len(times) == n and end_gap <= gaps.min() + 1e-9
+    assert max(times[0], end_gap) <= gaps.max() / 2 + 1 / fps + 1e-9
+
+
+def test_the_5_28_s_clip_is_sampled_at_segment_centres():
+    times = [i / 25.0 for i in sample_indices(132, 25.0, VideoConfig(fps=4 / 5.28, min_frames=4, max_frames=4))]
+    assert times == pytest.approx([0.64, 1.96, 3.28, 4.6])
 
 
 def test_unknown_video_params_are_rejected():
@@ -50,7 +68,7 @@ def test_sampled_clip_carries_real_timestamps_and_fps(world):
     clip = sample_video(root / records[0]["video"], VideoConfig(fps=1.0, max_frames=8))
     assert clip.frames.shape == (8, 112, 112, 3) and clip.frames.dtype == np.uint8
     assert clip.file_fps == 4.0 and clip.n_file_frames == 32
-    assert clip.timestamps == tuple(i / 4.0 for i in clip.indices) == (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
+    assert clip.timestamps == tuple(i / 4.0 for i in clip.indices) == (0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5)
     assert clip.sampled_fps == pytest.approx(1.0)
     assert clip.metadata()["fps"] == clip.sampled_fps
 
