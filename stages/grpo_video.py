@@ -37,6 +37,7 @@ import torch
 from trl import GRPOTrainer
 
 from stages.video_inputs import VIDEO_KEYS, VISION_TOKENS, SampledVideo, VideoConfig, processor_inputs, sample_video
+from stages.video_invariant import check_rows_have_video, install_video_invariant, processor_video_token_id
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ class VideoGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, video_config: VideoConfig, video_root: str | Path = ".",
                  skip_zero_variance_groups: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        # The reference model TRL loads itself (beta > 0) never went through model_io: check it too.
+        for model in (self.model, self.ref_model):
+            if model is not None:
+                install_video_invariant(self.accelerator.unwrap_model(model))
         self.video_config = video_config
         self.video_root = Path(video_root)
         self.skip_zero_variance_groups = skip_zero_variance_groups
@@ -96,6 +101,8 @@ class VideoGRPOTrainer(GRPOTrainer):
         """Prompt token ids (unpadded lists) and the processor's multimodal fields for generation."""
         batch = processor_inputs(self.processing_class, [row["prompt"] for row in rows], videos,
                                  self.video_config, add_generation_prompt=True, padding_side="left")
+        check_rows_have_video(batch["input_ids"], processor_video_token_id(self.processing_class),
+                              [f"{row.get('id')} ({row.get('video')})" for row in rows], "rl prompts")
         keep = batch["attention_mask"].bool()
         prompt_ids = [ids[m].tolist() for ids, m in zip(batch["input_ids"], keep)]
         fields = {key: batch[key] for key in VIDEO_KEYS}

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from stages.video_inputs import (
     VIDEO_KEYS, VISION_TOKENS, SampledVideo, VideoConfig, build_messages, processor_inputs, sample_video,
 )
+from stages.video_invariant import check_rows_have_video, install_video_invariant, processor_video_token_id
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,9 @@ class HFEngine:
     def __init__(self, model, processor, frames: FrameSource, *, batch_size: int = 16, progress: bool = True,
                  model_version: str = "unknown"):
         self.model = model.eval()
+        install_video_invariant(model)  # also for models built or loaded elsewhere (tests, the pyfunc)
         self.processor = processor
+        self._video_token = processor_video_token_id(processor)
         self.frames = frames
         self.batch_size = max(1, int(batch_size))
         self.progress = progress
@@ -228,8 +231,11 @@ class HFEngine:
         if targets is not None:
             convs = [c + [{"role": "assistant", "content": [{"type": "text", "text": t}]}]
                      for c, t in zip(convs, targets)]
-        return processor_inputs(self.processor, convs, videos, self.frames.video,
-                                add_generation_prompt=targets is None, padding_side="left")
+        batch = processor_inputs(self.processor, convs, videos, self.frames.video,
+                                 add_generation_prompt=targets is None, padding_side="left")
+        check_rows_have_video(batch["input_ids"], self._video_token,
+                              [f"{r.get('id')} ({r.get('video')})" for r in records], "inference batch")
+        return batch
 
     def generate(self, records: Sequence[dict], *, n: int = 1, decoding: Decoding = GREEDY,
                  frames: int | None = None, desc: str = "generate") -> list[list[Generation]]:

@@ -63,12 +63,15 @@ def load_model_and_processor(path: str | os.PathLike, dtype: str = "float32", *,
     """
     from transformers import AutoModelForImageTextToText
 
+    from stages.video_invariant import install_video_invariant
+
     source = resolve(path)
     _refuse_unsafe(model_kwargs or {})
     model = AutoModelForImageTextToText.from_pretrained(
         source, dtype=torch_dtype(dtype), use_safetensors=True, trust_remote_code=False,
         device_map=device_map, **(model_kwargs or {}))
     processor = load_processor(source, **(processor_kwargs or {}))
+    install_video_invariant(model)  # every forward must carry as many video features as placeholders
     return model, processor
 
 

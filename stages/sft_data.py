@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.video_inputs import SampledVideo, VideoConfig, build_messages, processor_inputs, sample_video
+from stages.video_invariant import check_rows_have_video, processor_video_token_id
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
@@ -131,6 +132,7 @@ class VideoSFTCollator:
         self.cache_videos = cache_videos
         self._cache: dict[str, SampledVideo] = {}
         self._fast_mask = ChatMLAssistantMask(processor.tokenizer)
+        self._video_token = processor_video_token_id(processor)
         self._fast_misses = 0
         self._fast_checked = False
 
@@ -159,6 +161,8 @@ class VideoSFTCollator:
         mask = self._fast_mask(batch["input_ids"], batch["attention_mask"], conversations) if fast else None
         if fast and (mask is None or not self._fast_checked):
             batch = encode(True)
+        check_rows_have_video(batch["input_ids"], self._video_token,
+                              [getattr(v, "path", f"row {i}") for i, v in enumerate(videos)], "sft batch")
         template = batch.pop("assistant_masks", None)
         if mask is not None and not self._fast_checked:  # once: the template's own mask must agree
             self._fast_checked = True

@@ -167,6 +167,8 @@ def build_model(cfg: TinyConfig, tokenizer):
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
+    from stages.video_invariant import install_video_invariant
+
     head_dim = cfg.hidden_size // cfg.num_attention_heads
     # Multimodal RoPE splits the rotary half-dimension into (time, height, width) sections.
     half = head_dim // 2
@@ -197,6 +199,7 @@ def build_model(cfg: TinyConfig, tokenizer):
     model.generation_config.bos_token_id = ids["<|endoftext|>"]
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    install_video_invariant(model)  # built here, not loaded through model_io: check its forwards too
     n = sum(p.numel() for p in model.parameters())
     log.info("tiny Qwen2.5-VL: %.2f M parameters", n / 1e6)
     return model

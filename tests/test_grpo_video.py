@@ -22,6 +22,7 @@ from stages.rl import to_dataset
 from stages.rewards import build_rewards
 from stages.sft_data import select_records
 from stages.video_inputs import VideoConfig, build_messages, sample_video, user_text
+from stages.video_invariant import VideoInputError, remove_video_invariant
 
 REWARDS = [{"name": "format", "weight": 0.5, "kwargs": {}}, {"name": "accuracy", "weight": 1.0, "kwargs": {}}]
 
@@ -57,8 +58,9 @@ def record_logprob_forwards(module: torch.nn.Module, calls: list[dict]) -> None:
     module.register_forward_pre_hook(hook, with_kwargs=True)
 
 
-def stock_trainer(world, tmp):
-    """The stock GRPOTrainer on prompts that embed the decoded frames (what it can load here)."""
+def stock_trainer(world, tmp, invariant: bool = False):
+    """The stock GRPOTrainer on prompts that embed the decoded frames (what it can load here); without
+    the run-time video invariant unless `invariant` (with it, the drop is an error, not a recording)."""
     from datasets import Dataset, Features, Image, List, Value
     from PIL import Image as PILImage
     from trl import GRPOTrainer
@@ -77,6 +79,8 @@ def stock_trainer(world, tmp):
                          "problem_type": Value("string"), "answer_json": Value("string"),
                          "options": List(Value("string"))})
     model, processor = load_model_and_processor(world.model_dir)
+    if not invariant:
+        remove_video_invariant(model)
     funcs, _ = build_rewards(REWARDS)
     return GRPOTrainer(model=model, reward_funcs=funcs, args=grpo_args(tmp), processing_class=processor,
                        train_dataset=Dataset.from_list(rows, features=features))
@@ -120,6 +124,13 @@ def test_policy_and_reference_forwards_receive_the_video(world, tmp_path, build)
     assert len(calls) == 2 and len(ref_calls) == 2  # one policy-loss and one reference forward per step
     assert_video_in_every_forward(calls, video_id)
     assert_video_in_every_forward(ref_calls, video_id)
+
+
+def test_stock_trainer_dropping_the_video_is_an_error_with_the_invariant(world, tmp_path):
+    """The model loaded through model_io checks its forwards: stock TRL's video-blind loss forward raises."""
+    trainer = stock_trainer(world, tmp_path, invariant=True)
+    with pytest.raises(VideoInputError, match="but no pixel_values_videos"):
+        trainer.train()
 
 
 def test_adapter_disabled_reference_forward_receives_the_video(world, tmp_path):

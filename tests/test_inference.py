@@ -108,3 +108,69 @@ def test_decoding_params_and_backends_are_checked(workspace):
         with pytest.raises(RuntimeError, match="vllm is not installed"):
             load_engine(workspace / "models/base", {"video": VIDEO, "eval": {"backend": "vllm"}})
     assert Generation("x").mean_logprob == -math.inf
+
+
+def test_engine_checks_every_forward_for_its_video(engine, records):
+    """Generation's prefill carries the video (checked); the cached decoding steps carry none (passed)."""
+    from stages.video_invariant import video_invariant
+
+    hook = video_invariant(engine.model)
+    assert hook is not None
+    before = (hook.forwards, hook.with_vision)
+    engine.generate(records[:2], decoding=Decoding(max_new_tokens=4))
+    engine.loglik(records[:1], ["<answer>A</answer>"])
+    assert hook.with_vision - before[1] == 2  # one prefill + one teacher-forced forward
+    assert hook.forwards - before[0] > 2  # plus the decoding steps
+
+
+@pytest.fixture()
+def video_dropped(monkeypatch):
+    """Every batch the engine encodes loses its pixels (a bug somewhere between processor and model)."""
+    from stages import inference
+
+    encode = inference.processor_inputs
+
+    def without_pixels(*args, **kwargs):
+        batch = encode(*args, **kwargs)
+        del batch["pixel_values_videos"]
+        return batch
+    monkeypatch.setattr(inference, "processor_inputs", without_pixels)
+    monkeypatch.setattr(inference, "_repeat_rows", lambda batch, n, device: dict(batch))
+
+
+def test_scoring_without_the_video_raises(engine, records, video_dropped, tmp_path):
+    from stages.evaluate import evaluate_model, settings
+    from stages.tts_strategies import greedy
+    from stages.video_invariant import VideoInputError
+
+    with pytest.raises(VideoInputError, match="but no pixel_values_videos"):
+        engine.loglik(records[:1], ["<answer>A</answer>"])
+    with pytest.raises(VideoInputError, match="but no pixel_values_videos"):
+        engine.generate(records[:1], decoding=Decoding(max_new_tokens=2))
+    ev = settings({"controls": [], "n_boot": 10})
+    with pytest.raises(VideoInputError, match="but no pixel_values_videos"):
+        evaluate_model("base", engine, lambda eng, recs: greedy(eng, recs, decoding=Decoding(max_new_tokens=2)),
+                       records[:1], ev, tmp_path)
+
+
+def test_a_prompt_without_its_video_is_named(engine, records, monkeypatch):
+    from stages import inference
+    from stages.video_invariant import VideoInputError
+
+    def no_video_block(record, video=None, with_target=True):  # a prompt built without the video
+        return [{"role": "user", "content": [{"type": "text", "text": "what happens?"}]}]
+    monkeypatch.setattr(inference, "build_messages", no_video_block)
+    with pytest.raises(VideoInputError, match=f"inference batch: 1 of 1 rows .*{records[0]['id']}"):
+        engine.generate(records[:1], decoding=Decoding(max_new_tokens=2))
+
+
+def test_engines_built_around_any_model_check_it(workspace):
+    from stages.inference import HFEngine
+    from stages.model_io import load_model_and_processor
+    from stages.video_invariant import remove_video_invariant, video_invariant
+
+    model, processor = load_model_and_processor(workspace / "models/base")
+    remove_video_invariant(model)
+    assert video_invariant(model) is None
+    HFEngine(model, processor, FrameSource(VideoConfig.from_params(VIDEO), workspace), progress=False)
+    assert video_invariant(model) is not None
