@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
+from stages.checkpoint_weights import ExactResumeMixin
 from stages.video_inputs import VIDEO_KEYS, VISION_TOKENS, SampledVideo, VideoConfig, processor_inputs, sample_video
 from stages.video_invariant import check_rows_have_video, install_video_invariant, processor_video_token_id
 
@@ -58,7 +59,7 @@ def merge_video_rows(rows: list[dict[str, torch.Tensor]], device: torch.device |
     return {key: torch.cat([row[key] for row in rows]).to(device) for key in VIDEO_KEYS}
 
 
-class VideoGRPOTrainer(GRPOTrainer):
+class VideoGRPOTrainer(ExactResumeMixin, GRPOTrainer):
     """GRPOTrainer whose dataset rows name a video (`video`, relative to `video_root`) and whose loss and
     reference forwards see that video. Extra arguments: video_config (params `video`), video_root,
     skip_zero_variance_groups."""

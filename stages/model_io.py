@@ -60,6 +60,7 @@ def load_model_and_processor(path: str | os.PathLike, dtype: str = "float32", *,
 
     dtype: one of DTYPES. The model class comes from the checkpoint's config through
     AutoModelForImageTextToText (Qwen2-VL, Qwen2.5-VL, ...); `use_safetensors=True` and no remote code.
+    A checkpoint with missing, unexpected or reshaped keys is an error (CheckpointMismatch), not a warning.
     """
     from transformers import AutoModelForImageTextToText
 
@@ -67,12 +68,24 @@ def load_model_and_processor(path: str | os.PathLike, dtype: str = "float32", *,
 
     source = resolve(path)
     _refuse_unsafe(model_kwargs or {})
-    model = AutoModelForImageTextToText.from_pretrained(
+    model, loading = AutoModelForImageTextToText.from_pretrained(
         source, dtype=torch_dtype(dtype), use_safetensors=True, trust_remote_code=False,
-        device_map=device_map, **(model_kwargs or {}))
+        device_map=device_map, output_loading_info=True, **(model_kwargs or {}))
+    refuse_partial_load(source, loading)
     processor = load_processor(source, **(processor_kwargs or {}))
     install_video_invariant(model)  # every forward must carry as many video features as placeholders
     return model, processor
+
+
+def refuse_partial_load(source: str, loading: dict[str, Any]) -> None:
+    """Raise CheckpointMismatch when `from_pretrained` reported missing, unexpected or reshaped keys, or
+    errors: transformers only warns and leaves those weights at their random initialisation."""
+    from stages.checkpoint_weights import CheckpointMismatch
+
+    problems = [f"{len(keys)} {kind.replace('_', ' ')}: {', '.join(sorted(map(str, keys))[:5])}"
+                for kind, keys in sorted(loading.items()) if keys]
+    if problems:
+        raise CheckpointMismatch(f"{source} does not match its model class: " + "; ".join(problems))
 
 
 def save_model_and_processor(model, processor, out_dir: str | os.PathLike,

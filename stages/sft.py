@@ -65,6 +65,16 @@ def with_lengths(dataset, processor):
     return dataset.add_column("length", lengths)
 
 
+def exact_resume_sft_trainer():
+    """TRL's SFTTrainer whose resume loads every weight of the checkpoint or fails (see
+    stages/checkpoint_weights.py: the stock resume silently loaded nothing)."""
+    from trl import SFTTrainer
+
+    from stages.checkpoint_weights import ExactResumeMixin
+
+    return type("ExactResumeSFTTrainer", (ExactResumeMixin, SFTTrainer), {})
+
+
 def train(model, processor, records: list[dict], video_root: str | Path, params: dict[str, Any],
           video_cfg: VideoConfig, checkpoint_dir: str | Path, run_fingerprint: str,
           callbacks: Sequence = ()) -> tuple[Any, dict[str, Any]]:
@@ -74,7 +84,7 @@ def train(model, processor, records: list[dict], video_root: str | Path, params:
     checkpoint in `checkpoint_dir` when it was written with the same `run_fingerprint`.
     Returns (trained model, merged if LoRA; summary with loss, steps, samples/s, seconds).
     """
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     own, trl_params = split_params(params)
     args = parse_trl_config(SFTConfig, trl_params, checkpoint_dir, required=REQUIRED_TRL_KEYS)
@@ -89,7 +99,7 @@ def train(model, processor, records: list[dict], video_root: str | Path, params:
     if own.get("freeze_vision"):
         log.info("vision tower frozen: %d parameters", freeze_vision_tower(model))
     resume = prepare_checkpoints(checkpoint_dir, run_fingerprint)
-    trainer = SFTTrainer(model=model, args=args, data_collator=collator,
+    trainer = exact_resume_sft_trainer()(model=model, args=args, data_collator=collator,
                          train_dataset=dataset, processing_class=processor,
                          peft_config=lora_config(own.get("lora")), callbacks=list(callbacks))
     t0 = time.perf_counter()

@@ -41,3 +41,14 @@ def make_workspace(root: Path, videos: dict[str, int] | None = None, seed: int =
         rows = [{**r, "video": f"data/raw/synthetic/{r['video']}"} for r in records if r["split"] == split]
         write_jsonl(root / f"data/validated/{split}.jsonl", rows)
     return root
+
+
+def distinct_characters_reward():
+    """A reward factory whose scores differ between the samples of a group even for an untrained model
+    (the project's rewards give such a model 0 everywhere: zero advantages, weights untouched), for tests
+    that need RL to change the weights. Register it with `REGISTRY["distinct_characters"] = ...`."""
+    from stages.rewards import completion_text
+
+    def distinct_characters(completions, **_columns):
+        return [len(set(completion_text(c))) / 10.0 for c in completions]
+    return distinct_characters

@@ -8,12 +8,14 @@ compiles its shared-memory comms op (~40 s, cached under ~/.cache/torch_extensio
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from helpers_world import TINY_SIZES, VIDEO, make_workspace, trl_params
@@ -134,3 +136,63 @@ def test_sft_then_grpo_under_zero2_on_cpu(tmp_path):
     assert metrics["steps"] == 2 and metrics["deepspeed_zero_stage"] == 2
     assert deepspeed_steps(root) == 2
     assert (root / "models/rl/model.safetensors").is_file()
+
+
+# A training stage whose checkpoints survive its end, as a run killed after its last checkpoint leaves them.
+# The RL reward is one that varies within a group (tests/helpers_world.py), so RL changes the weights.
+KEEP_CHECKPOINTS = ("import sys, stages.{0} as m, stages.rewards as r, tests.helpers_world as h; "
+                    "r.REGISTRY['distinct_characters'] = h.distinct_characters_reward; "
+                    "m.finish_checkpoints = lambda *_: None; sys.exit(m.main())")
+
+
+def _run_keeping_checkpoints(root: Path, stage: str, zero2: str) -> str:
+    from stages.launch import ComputeConfig, launch_env
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    compute = {"launcher": "python", "num_processes": 1, "deepspeed_config": zero2}
+    (root / "params.yaml").write_text(yaml.safe_dump({**params, "compute": compute}))
+    env = launch_env(ComputeConfig.from_params(compute),
+                     base={**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db"})
+    done = subprocess.run([sys.executable, "-c", KEEP_CHECKPOINTS.format(stage)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=420)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["sft", "rl"])
+def test_resume_under_zero2_is_weight_exact(tmp_path, stage):
+    """Under DeepSpeed the engine loads its own checkpoint; the run-time check then compares the weights in
+    memory with the checkpoint's, and the resumed run ends with the uninterrupted run's weights."""
+    from safetensors.torch import load_file
+
+    from stages.atomic import read_jsonl
+    from stages.model_io import save_model_and_processor
+    from stages.tiny_model import TinyConfig, build_tiny
+    from stages.video_inputs import VideoConfig
+
+    root = make_workspace(tmp_path, videos={"train": 2})
+    model_dir = "models/base" if stage == "sft" else "models/sft"
+    save_model_and_processor(*build_tiny(TinyConfig(**TINY_SIZES), read_jsonl(root / "data/validated/train.jsonl"),
+                                         VideoConfig.from_params(VIDEO)), root / model_dir)
+    saving = {"save_strategy": "steps", "save_steps": 2, "max_steps": 4, "lr_scheduler_type": "linear"}
+    params = {"video": VIDEO, "sft": trl_params(**saving),
+              "rl": {"variant": "grpo", "bf16": False, "fp16": False, "activation_checkpointing": False,
+                     "per_device_train_batch_size": 2, "num_generations": 2, "max_completion_length": 8,
+                     "max_records": 4, "learning_rate": 1e-3, "logging_steps": 1, "seed": 0, "use_cpu": True,
+                     "disable_tqdm": True, **saving},
+              "rewards": [{"name": "distinct_characters", "weight": 1.0}]}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    _run_keeping_checkpoints(root, stage, ZERO2)
+    whole = load_file(root / f"models/{stage}/model.safetensors")
+    checkpoints = root / "checkpoints" / stage
+    assert (checkpoints / "checkpoint-4").is_dir() and (checkpoints / "checkpoint-2/model.safetensors").is_file()
+    shutil.rmtree(checkpoints / "checkpoint-4")
+    log = _run_keeping_checkpoints(root, stage, ZERO2)
+    assert "in memory equal the checkpoint's" in log and "missing keys" not in log, log[-3000:]
+    assert json.loads((root / f"reports/{stage}/metrics.json").read_text())["resumed_from_step"] == 2
+    resumed = load_file(root / f"models/{stage}/model.safetensors")
+    assert resumed.keys() == whole.keys()
+    assert all(torch.allclose(resumed[k], whole[k], rtol=1e-5, atol=1e-6) for k in whole)
+    base = load_file(root / f"{model_dir}/model.safetensors")
+    assert any(not torch.equal(base[k], whole[k]) for k in whole), f"{stage} must have trained"
