@@ -67,3 +67,56 @@ def test_stage_commands_run_the_stage_modules():
     for name, stage in DVC.items():
         module = stage["cmd"].split("-m ")[1].split()[0]
         assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), f"stage {name}: {module} not found"
+
+
+def import_closure(module: str) -> set[str]:
+    """The project's source files `module` imports, directly or through other project modules, counting
+    imports inside functions too (the stages import heavy libraries lazily): a static walk of the AST."""
+    import ast
+
+    def source(name: str) -> Path | None:
+        base = ROOT / name.replace(".", "/")
+        for path in (base.with_suffix(".py"), base / "__init__.py"):
+            if path.is_file():
+                return path
+        return None
+
+    seen: set[Path] = set()
+    todo = [source(module)]
+    while todo:
+        path = todo.pop()
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        package = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        if path.name != "__init__.py":
+            package = package.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(filter(None, [*parent, base]))
+                names = [base, *(f"{base}.{a.name}" for a in node.names)]
+            for name in names:
+                if name.split(".")[0] in ("stages", "flows"):
+                    todo.append(source(name))
+    return {str(p.relative_to(ROOT)) for p in seen}
+
+
+def test_each_stage_depends_on_its_whole_import_closure():
+    """A change to any module a stage runs (the video decoder, the sampler, the loader, ...) must make
+    `dvc repro` re-run that stage: up to date has to mean up to date."""
+    for name, stage in DVC.items():
+        module = stage["cmd"].split("-m ")[1].split()[0]
+        closure = import_closure(module)
+        if module == "stages.launch":
+            closure |= import_closure(f"stages.{stage['cmd'].split()[-1]}")
+        deps = declared(name, "deps")
+        uncovered = sorted(f for f in closure
+                           if f not in deps and not any(f.startswith(d.rstrip("/") + "/") for d in deps)
+                           and not f.endswith("__init__.py"))
+        assert not uncovered, f"stage {name}: dvc.yaml deps miss {uncovered}"
