@@ -1,5 +1,6 @@
-"""Crash-resume: a training stage killed (SIGKILL) between two checkpoints continues its step counter
-when re-run and loses at most one checkpoint interval (`save_steps`) of work.
+"""Crash-resume: a training stage killed (SIGKILL) between two checkpoints resumes with the checkpoint's
+weights (compared tensor by tensor with what transformers' from_pretrained reads from it), continues its
+step counter when re-run, and loses at most one checkpoint interval (`save_steps`) of work.
 
 The killed run is its own process (`python -m stages.<stage>`, as `dvc repro` starts it); the re-run is
 the stage's `main()` in the test process (already holding the libraries: tens of seconds less). MLflow
@@ -16,13 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from stages.bootstrap import BootstrapRun
 from stages.bootstrap import run as bootstrap
-from stages.rewards import DEFAULT_REWARDS
+from stages.rewards import DEFAULT_REWARDS, REGISTRY
 from stages.train_common import checkpoint_step, last_checkpoint
-from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace, trl_params
+from tests.helpers_world import TINY_SIZES, VIDEO, distinct_characters_reward, make_workspace, trl_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SFT_STEPS, SFT_SAVE = 8, 2
@@ -38,8 +40,11 @@ def _start(workspace: Path, stage: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{workspace}/mlflow.db",
            "PYTHONUNBUFFERED": "1"}
     log = open(workspace / f"{stage}.log", "a")
-    return subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=workspace, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    # The stage's main, with the test reward that changes an untrained model's weights (helpers_world).
+    code = ("import sys, stages.rewards as r, tests.helpers_world as h; "
+            f"r.REGISTRY['distinct_characters'] = h.distinct_characters_reward; import stages.{stage} as m; "
+            "sys.exit(m.main())")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=workspace, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _log_tail(workspace: Path, stage: str) -> str:
@@ -103,12 +108,44 @@ def _assert_resumed_losing_at_most_one_interval(workspace: Path, stage: str, met
     assert not (workspace / "checkpoints" / stage).exists(), "checkpoints must go once the final weights are saved"
 
 
-def _rerun(workspace: Path, stage: str, monkeypatch) -> dict:
-    """The stage's main() as DVC's re-run would call it: in the workspace, logging to its store."""
+def _weights_of(model_dir: Path) -> dict:
+    """A checkpoint's weights as transformers' own from_pretrained reads them (it maps the legacy key names
+    a Trainer checkpoint stores onto the model's): the reference the resumed weights must equal."""
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _rerun(workspace: Path, stage: str, monkeypatch) -> tuple[dict, dict]:
+    """The stage's main() as DVC's re-run would call it: in the workspace, logging to its store. Returns its
+    metrics and the weights in memory when training began (after the resume loaded the checkpoint)."""
+    module = importlib.import_module(f"stages.{stage}")
+    at_start: dict = {}
+    real_callback = module.trainer_callback
+
+    def callback_with_snapshot(run):
+        callback = real_callback(run)
+
+        def on_train_begin(args, state, control, model=None, **kwargs):
+            at_start.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        callback.on_train_begin = on_train_begin
+        return callback
+
+    monkeypatch.setattr(module, "trainer_callback", callback_with_snapshot)
     monkeypatch.chdir(workspace)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workspace}/mlflow.db")
-    importlib.import_module(f"stages.{stage}").main()
-    return json.loads((workspace / f"reports/{stage}/metrics.json").read_text())
+    assert module.main() == 0
+    return json.loads((workspace / f"reports/{stage}/metrics.json").read_text()), at_start
+
+
+def _assert_resumed_weights(at_start: dict, checkpoint: dict) -> None:
+    """The weights training resumed with are the checkpoint's, tensor by tensor (not the base model's)."""
+    import torch
+
+    assert at_start.keys() == checkpoint.keys()
+    differ = [k for k in checkpoint if not torch.equal(at_start[k], checkpoint[k])]
+    assert not differ, f"{len(differ)} of {len(checkpoint)} tensors differ from the checkpoint, e.g. {differ[:3]}"
 
 
 @pytest.mark.slow
@@ -123,7 +160,9 @@ def test_killed_sft_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
 
     killed_at = _kill_mid_interval(_start(ws, "sft"), ws, "sft", first=SFT_SAVE)
     assert SFT_SAVE <= killed_at < SFT_STEPS and not (ws / "models/sft").exists()
-    metrics = _rerun(ws, "sft", monkeypatch)
+    checkpoint = _weights_of(ws / f"checkpoints/sft/checkpoint-{killed_at}")
+    metrics, at_start = _rerun(ws, "sft", monkeypatch)
+    _assert_resumed_weights(at_start, checkpoint)
     _assert_resumed_losing_at_most_one_interval(ws, "sft", metrics, killed_at, SFT_STEPS, SFT_SAVE)
 
 
@@ -138,11 +177,17 @@ def test_killed_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
     records = read_jsonl(ws / "data/validated/train.jsonl")
     save_model_and_processor(*build_tiny(TinyConfig(**TINY_SIZES), records, VideoConfig.from_params(VIDEO)),
                              ws / "models/sft")  # what the sft stage would leave
-    params = {"rl": RL, "rewards": list(DEFAULT_REWARDS), "video": VIDEO, "compute": {"dtype": "float32"}}
+    rewards = [*DEFAULT_REWARDS, {"name": "distinct_characters", "weight": 1.0, "kwargs": {}}]
+    params = {"rl": RL, "rewards": rewards, "video": VIDEO, "compute": {"dtype": "float32"}}
     (ws / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.setitem(REGISTRY, "distinct_characters", distinct_characters_reward)
 
     killed_at = _kill_mid_interval(_start(ws, "rl"), ws, "rl", first=RL_SAVE)
     assert RL_SAVE <= killed_at < RL_STEPS and not (ws / "models/rl").exists()
-    metrics = _rerun(ws, "rl", monkeypatch)
+    checkpoint = _weights_of(ws / f"checkpoints/rl/checkpoint-{killed_at}")
+    base = _weights_of(ws / "models/sft")  # the weights RL started from
+    assert any(not torch.equal(base[k], v) for k, v in checkpoint.items()), "the checkpoint must hold trained weights"
+    metrics, at_start = _rerun(ws, "rl", monkeypatch)
+    _assert_resumed_weights(at_start, checkpoint)
     _assert_resumed_losing_at_most_one_interval(ws, "rl", metrics, killed_at, RL_STEPS, RL_SAVE)
     assert (ws / "models/rl/config.json").is_file() and (ws / "reports/rl/curves.csv").is_file()
