@@ -1,4 +1,4 @@
-"""Evaluation throughput through the inference engine (stages/inference.py), in a temporary workspace:
+"""Evaluation throughput through the inference engine (videoreasoner/inference/engines.py), in a temporary workspace:
 items/s and generated tokens/s for greedy decoding (params `eval`) and for sampled decoding (params
 `tts.decoding`, n = the first of `tts.n`). Frames are decoded into the engine's cache before timing
 (decode cost: benchmarks/training.py), so the figures are generation alone.
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.training import load_model, make_world, table  # noqa: E402
-from stages.params import load_params  # noqa: E402
+from videoreasoner.core.params import load_params  # noqa: E402
 
 SMOKE = {"items": 2, "max_new_tokens": 8}
 
@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import torch
 
-    from stages.inference import Decoding, FrameSource, HFEngine
-    from stages.sft_data import select_records
-    from stages.video_inputs import VideoConfig
+    from videoreasoner.inference.engines import Decoding, FrameSource, HFEngine
+    from videoreasoner.training.sft_data import select_records
+    from videoreasoner.video.inputs import VideoConfig
 
     params = load_params(ROOT / "params.yaml")
     ev, tts = params["eval"], params["tts"]

@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages import telemetry  # noqa: E402,F401
-from stages.params import load_params  # noqa: E402
+from videoreasoner.core import telemetry  # noqa: E402,F401
+from videoreasoner.core.params import load_params  # noqa: E402
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     from dataclasses import replace
 
     from stages import generate, ingest, validate
-    from stages.world.config import WorldConfig
+    from videoreasoner.data.world.config import WorldConfig
 
     params = load_params(ROOT / "params.yaml")
     cfg = WorldConfig.from_params(params["data"]["synthetic"])

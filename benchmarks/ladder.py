@@ -25,13 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.training import make_world, table  # noqa: E402
-from stages.params import load_params  # noqa: E402
+from videoreasoner.core.params import load_params  # noqa: E402
 
 
 def score(engine, records: list[dict], decoding, seed: int) -> list[dict]:
     """Per-item results of greedy answers, scored as the evaluate stage scores them, plus the task."""
-    from stages.score import score_predictions
-    from stages.tts_strategies import greedy
+    from videoreasoner.answers.score import score_predictions
+    from videoreasoner.inference.tts_strategies import greedy
 
     answers = greedy(engine, records, decoding=decoding)
     predictions = [{"id": str(r["id"]), "prediction": a.text} for r, a in zip(records, answers)]
@@ -50,10 +50,10 @@ def fmt(metric: dict) -> str:
 def ladder(models: list[str], records: list[dict], params: dict, shuffled: bool, seed: int = 0,
            n_boot: int = 1000) -> tuple[list[tuple], dict[str, dict[str, float]]]:
     """(rows of the AM table, {column: {task: mean score}})."""
-    from stages.controls import control_transform
-    from stages.inference import Decoding, load_engine
-    from stages.metrics import aggregate, paired_difference
-    from stages.video_inputs import VideoConfig
+    from videoreasoner.inference.controls import control_transform
+    from videoreasoner.inference.engines import Decoding, load_engine
+    from videoreasoner.answers.metrics import aggregate, paired_difference
+    from videoreasoner.video.inputs import VideoConfig
 
     video = VideoConfig.from_params(params["video"])
     ev = params["eval"]
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="a generated world and two random tiny models")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from stages.atomic import read_jsonl
+    from videoreasoner.core.atomic import read_jsonl
     from stages.evaluate import subset
 
     params = load_params(ROOT / "params.yaml")
@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _smoke_models(work: Path, params: dict) -> list[str]:
-    from stages.model_io import save_model_and_processor
-    from stages.tiny_model import TinyConfig, build_tiny
-    from stages.video_inputs import VideoConfig
+    from videoreasoner.training.model_io import save_model_and_processor
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.video.inputs import VideoConfig
 
     records = make_world(work, params, {"train": 1, "val": 0, "test": 1})
     video = VideoConfig.from_params(params["video"])

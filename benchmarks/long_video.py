@@ -2,7 +2,7 @@
 
 For clips of 10 s, 30 s, 1 min, 3 min and 10 min from the synthetic world's long mode (needles: coloured
 shapes visible 2–6 s; decoys: grey shapes as brief; drifting dots) and for every sampler of
-stages/samplers.py at the same budget (params `video` with min_frames = max_frames = --frames), it
+videoreasoner/video/samplers.py at the same budget (params `video` with min_frames = max_frames = --frames), it
 prints per length and sampler: video tokens per clip (from the processor's video_grid_thw), wall time
 of selection + decode + processor, peak traced memory (tracemalloc, first clip), the needle hit rate
 (share of "when is X visible" items with at least one selected frame inside the true span) and the
@@ -13,7 +13,7 @@ depends on the frames chosen only, not on any model.
 
 Then, on a long-clip test split (--split-videos clips, durations from params data.synthetic.long), the
 paired difference of oracle tIoU (keyframes − uniform, keyclips − uniform) per item with its 95 %
-bootstrap interval (stages/metrics.py's percentile bootstrap). Everything runs in a temporary folder.
+bootstrap interval (videoreasoner/answers/metrics.py's percentile bootstrap). Everything runs in a temporary folder.
 
     python benchmarks/long_video.py [--clips 8] [--split-videos 40] [--frames 16] [--lengths 10,30,60,180,600]
 """
@@ -32,14 +32,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages import telemetry  # noqa: E402,F401
-from stages.params import load_params  # noqa: E402
+from videoreasoner.core import telemetry  # noqa: E402,F401
+from videoreasoner.core.params import load_params  # noqa: E402
 
 
 def oracle_iou(times: list[float], span: list[float], duration: float, dt: float) -> tuple[bool, float]:
     """(hit, IoU of the ideal observer's span) for the selected frame times (seconds, increasing) and
     the true span [enter, exit) on a frame grid of dt seconds."""
-    from stages.verifiers_iou import temporal_iou
+    from videoreasoner.answers.iou import temporal_iou
 
     enter, exit_ = span
     hits = [i for i, t in enumerate(times) if enter - 1e-9 <= t < exit_ - 1e-9]
@@ -53,7 +53,7 @@ def oracle_iou(times: list[float], span: list[float], duration: float, dt: float
 
 
 def generate(out: Path, world, videos: int, duration: tuple[float, float] | None, seed: int) -> list[dict]:
-    from stages.atomic import read_jsonl
+    from videoreasoner.core.atomic import read_jsonl
     from stages.generate import run
 
     long = replace(world.long, videos={"test": videos}, **({"duration_s": duration} if duration else {}))
@@ -63,8 +63,8 @@ def generate(out: Path, world, videos: int, duration: tuple[float, float] | None
 
 def measure(records: list[dict], root: Path, cfg, processor) -> dict:
     """Per clip: tokens, seconds; per needle item: hit, oracle IoU; peak memory on the first clip."""
-    from stages import samplers
-    from stages.video_inputs import build_messages, processor_inputs, sample_video, video_tokens
+    from videoreasoner.video import samplers
+    from videoreasoner.video.inputs import build_messages, processor_inputs, sample_video, video_tokens
 
     by_video: dict[str, list[dict]] = {}
     for r in records:
@@ -97,7 +97,7 @@ def measure(records: list[dict], root: Path, cfg, processor) -> dict:
 def paired(a: list[float], b: list[float], name: str, seed: int, n_boot: int) -> dict:
     import numpy as np
 
-    from stages.metrics import _bootstrap, _mean  # the percentile bootstrap every metric uses
+    from videoreasoner.answers.metrics import _bootstrap, _mean  # the percentile bootstrap every metric uses
 
     return _bootstrap([np.asarray(a, float) - np.asarray(b, float)], _mean, name, seed, n_boot)
 
@@ -114,10 +114,10 @@ def main() -> None:
     args = parser.parse_args()
     import numpy as np
 
-    from stages.samplers import SAMPLERS
-    from stages.tiny_model import build_processor, corpus_texts, train_tokenizer
-    from stages.video_inputs import VideoConfig
-    from stages.world.config import WorldConfig
+    from videoreasoner.video.samplers import SAMPLERS
+    from videoreasoner.training.tiny_model import build_processor, corpus_texts, train_tokenizer
+    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.data.world.config import WorldConfig
 
     params = load_params(ROOT / "params.yaml")
     world = WorldConfig.from_params(params["data"]["synthetic"])

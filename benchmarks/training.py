@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages import telemetry  # noqa: E402,F401
-from stages.params import load_params  # noqa: E402
+from videoreasoner.core import telemetry  # noqa: E402,F401
+from videoreasoner.core.params import load_params  # noqa: E402
 
 INPUT_SHARE_TARGET = 0.05
 SMOKE = {"videos": 4, "sft_steps": 3, "profile_steps": 2, "batch": 2, "grpo_steps": 1, "decode_clips": 2}
@@ -53,8 +53,8 @@ def make_world(work: Path, params: dict, videos: dict[str, int]) -> list[dict]:
     """Generate `videos` clips per split under work/data/raw/synthetic; records with workspace-relative
     `video`, also written to work/data/validated/<split>.jsonl."""
     from stages import generate
-    from stages.atomic import read_jsonl, write_jsonl
-    from stages.world.config import WorldConfig
+    from videoreasoner.core.atomic import read_jsonl, write_jsonl
+    from videoreasoner.data.world.config import WorldConfig
 
     raw = work / "data/raw/synthetic"
     cfg = replace(WorldConfig.from_params(params["data"]["synthetic"]), videos=videos)
@@ -68,9 +68,9 @@ def make_world(work: Path, params: dict, videos: dict[str, int]) -> list[dict]:
 def load_model(params: dict, records: list[dict], model_path: str | None):
     """(model, processor): --model's checkpoint, or the tiny default built as bootstrap builds it
     (without its perception alignment: throughput does not depend on the weights' values)."""
-    from stages.model_io import load_model_and_processor
-    from stages.tiny_model import TinyConfig, build_tiny
-    from stages.video_inputs import VideoConfig
+    from videoreasoner.training.model_io import load_model_and_processor
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.video.inputs import VideoConfig
 
     if model_path:
         return load_model_and_processor(model_path, params["compute"].get("dtype", "float32"))
@@ -96,7 +96,7 @@ class TokenCounter:
 
 # ---- SFT -----------------------------------------------------------------------------------------------
 def sft_params(params: dict, steps: int, batch: int | None, workers: int | None) -> dict:
-    from stages.launch import ComputeConfig
+    from videoreasoner.training.launch import ComputeConfig
 
     sft = {**params["sft"], "max_steps": steps, "save_strategy": "no", "logging_steps": max(1, steps),
            "disable_tqdm": True, "loss_gap_items": 0}
@@ -149,7 +149,7 @@ def sft_throughput(model, processor, records, work: Path, params: dict, sft: dic
     time (the CPU share hardly moves with the load of a shared machine; with DataLoader workers it
     counts only the main process)."""
     from stages.sft import train
-    from stages.video_inputs import VideoConfig
+    from videoreasoner.video.inputs import VideoConfig
 
     counter, ends = TokenCounter(), step_ends()
     handle = model.register_forward_pre_hook(counter, with_kwargs=True)
@@ -180,7 +180,7 @@ def sft_input_share(model, processor, records, work: Path, params: dict, sft: di
     from transformers import TrainerCallback
 
     from stages.sft import train
-    from stages.video_inputs import VideoConfig
+    from videoreasoner.video.inputs import VideoConfig
 
     class StepMarker(TrainerCallback):
         def __init__(self, prof):
@@ -210,8 +210,8 @@ def sft_input_share(model, processor, records, work: Path, params: dict, sft: di
 def decode_vs_cache(processor, records, work: Path, params: dict, batch: int, clips: int) -> dict[str, float]:
     """PyAV decode + sampling per clip, a cache hit per clip, and a collated batch with cold / warm frames."""
     from stages.sft import training_chat_template
-    from stages.sft_data import VideoSFTCollator, select_records, to_dataset, video_path
-    from stages.video_inputs import VideoConfig, sample_video
+    from videoreasoner.training.sft_data import VideoSFTCollator, select_records, to_dataset, video_path
+    from videoreasoner.video.inputs import VideoConfig, sample_video
 
     video_cfg = VideoConfig.from_params(params["video"])
     distinct = list({r["video"]: r for r in select_records(records, "reasoning")}.values())
@@ -255,7 +255,7 @@ def decode_vs_cache(processor, records, work: Path, params: dict, batch: int, cl
 # ---- GRPO ----------------------------------------------------------------------------------------------
 def grpo_throughput(model, processor, work: Path, params: dict, steps: int, smoke: bool) -> dict[str, float]:
     """A few steps of the rl stage (stages.rl.run, tracking off): completions/s and completion tokens/s."""
-    from stages.model_io import save_model_and_processor
+    from videoreasoner.training.model_io import save_model_and_processor
     from stages.rl import RLRun, run
 
     rl = {**params["rl"], "max_steps": steps, "save_strategy": "no", "logging_steps": 1, "disable_tqdm": True}
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import torch
 
-    from stages.sft_data import select_records
+    from videoreasoner.training.sft_data import select_records
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -8,9 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from stages import telemetry  # noqa: F401
+from videoreasoner.core import telemetry  # noqa: F401
 from flows.lineage import already_done
-from stages.tracking import redact
+from videoreasoner.core.tracking import redact
 
 log = logging.getLogger("flows.pipeline")
 PIPELINE_DOC = """The pipeline as a Prefect flow: one task per DVC stage (`dvc repro <stage>`), then MLflow

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from stages.tracking import metric_name
+from videoreasoner.core.tracking import metric_name
 
 RULES_FILE = Path("mlflow/registry.yaml")
 

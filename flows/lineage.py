@@ -10,7 +10,7 @@ from flows.dag import stage_order
 
 def lineage_tags(repo: str | Path, pipeline_run_id: str = "") -> dict[str, str]:
     """git commit, the dvc.lock hash of every stage (`dvc_lock.<stage>`) and of the whole pipeline."""
-    from stages.tracking import dvc_lock_hash, git_commit
+    from videoreasoner.core.tracking import dvc_lock_hash, git_commit
 
     repo = Path(repo).resolve()
     with contextlib.chdir(repo):

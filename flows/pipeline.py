@@ -26,7 +26,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from stages import telemetry  # noqa: F401
+from videoreasoner.core import telemetry  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 # Before Prefect is imported: its settings are read once. Flow runs land in the repository's .prefect/.
@@ -136,7 +136,7 @@ def workspace_lock(repo: str | Path, timeout_s: float = 0.0, poll_s: float = 0.5
 
 
 def stage_env(repo: Path, tracking_uri: str, pipeline_run_id: str, parent_run_id: str) -> dict[str, str]:
-    """The environment of every stage process (stages/tracking.py reads the run identity from it)."""
+    """The environment of every stage process (videoreasoner/core/tracking.py reads the run identity from it)."""
     env = dict(os.environ)
     env.pop("MLFLOW_RUN_ID", None)  # would make mlflow.start_run() resume that run instead of a new one
     env.update(MLFLOW_TRACKING_URI=tracking_uri, PIPELINE_RUN_ID=pipeline_run_id,

@@ -61,7 +61,8 @@ def confined_video(video: str, roots: Sequence[Path]) -> str | None:
 
 def default_predictor_factory(model_dir: str, policy: dict, settings: dict) -> Predictor:
     """The production path: the inference engine and TTS strategies of stages/, imported lazily."""
-    from stages import inference, tts_strategies
+    from videoreasoner.inference import engines as inference
+    from videoreasoner.inference import tts_strategies
 
     engine = inference.load_engine(model_dir, settings)
     return lambda record, video_path: tts_strategies.answer_with_policy(engine, record, video_path, policy)

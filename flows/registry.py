@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from stages import telemetry  # noqa: F401
+from videoreasoner.core import telemetry  # noqa: F401
 from flows.gates import Decision, Rules, gate_decision, load_rules, read_ladder_metrics
 from flows.retries import RegistryUnavailable, is_transient, redact, retrying
 
@@ -46,7 +46,7 @@ def tracking_setup(repo: str | Path = ".") -> tuple[str, str]:
     experiment id) of the experiment every stage logs to (artifacts under <repo>/mlflow/artifacts)."""
     import mlflow
 
-    from stages.tracking import ARTIFACTS_DIR, EXPERIMENT
+    from videoreasoner.core.tracking import ARTIFACTS_DIR, EXPERIMENT
 
     repo = Path(repo).resolve()
     uri = tracking_uri(repo)
@@ -147,7 +147,7 @@ def _log_model_run(model_dir, policy, metrics, settings, tags, parent_run_id, pr
     import mlflow
 
     from flows.pyfunc_model import MODEL_CONFIG, VideoReasonerModel
-    from stages.tracking import _flatten
+    from videoreasoner.core.tracking import _flatten
 
     run = retrying("starting the registration run", mlflow.start_run, run_name="register",
                    parent_run_id=parent_run_id, tags=tags)
@@ -358,7 +358,7 @@ def find_version(rules: Rules, tag: str, value: str) -> str | None:
 def register_workspace(repo: str | Path, rules: Rules, *, tags: dict[str, str],
                        parent_run_id: str | None = None) -> dict[str, Any]:
     """The flow's step: register the workspace's rl model + policy + eval metrics, then try to promote."""
-    from stages.params import load_params
+    from videoreasoner.core.params import load_params
 
     repo = Path(repo).resolve()
     model_name, metrics = read_ladder_metrics(repo / rules.metrics, rules.eval_models)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from stages.tracking import redact
+from videoreasoner.core.tracking import redact
 
 log = logging.getLogger("flows.registry")
 T = TypeVar("T")

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from stages import telemetry  # noqa: F401
+from videoreasoner.core import telemetry  # noqa: F401
 
 log = logging.getLogger("flows.servers")  # not __name__: it is __main__ under python -m
 ROOT = Path(__file__).resolve().parents[1]

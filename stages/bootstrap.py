@@ -14,18 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stages import telemetry  # noqa: F401
-from stages.atomic import read_jsonl, write_json
-from stages.launch import ComputeConfig
-from stages.model_io import load_model_and_processor, save_model_and_processor, save_pointer
+from videoreasoner.core import telemetry  # noqa: F401
+from videoreasoner.core.atomic import read_jsonl, write_json
+from videoreasoner.training.launch import ComputeConfig
+from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor, save_pointer
 from stages.sft import train
-from stages.sft_data import select_records
-from stages.tiny_model import TinyConfig, build_tiny
-from stages.tracking import stage_run, trainer_callback
-from stages.train_common import (
+from videoreasoner.training.sft_data import select_records
+from videoreasoner.training.tiny_model import TinyConfig, build_tiny
+from videoreasoner.core.tracking import stage_run, trainer_callback
+from videoreasoner.training.common import (
     BOOTSTRAP_REPORT, CHECKPOINTS, MODELS_BASE, file_digest, finish_checkpoints, fingerprint,
 )
-from stages.video_inputs import VideoConfig
+from videoreasoner.video.inputs import VideoConfig
 
 log = logging.getLogger(__name__)
 TINY = "tiny"
@@ -111,7 +111,7 @@ def _build_tiny(cfg: BootstrapRun, mlrun) -> dict[str, Any]:
 
 
 def main() -> int:
-    from stages.params import section
+    from videoreasoner.core.params import section
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run(BootstrapRun(model=section("model"), video=section("video"), compute=section("compute")))
@@ -119,4 +119,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)
+    raise SystemExit(main())  # main returns the exit code (vr/cli.py relies on it)

@@ -7,7 +7,7 @@ Reads models/{base,sft,rl}, reports/tts/policy.json, data/validated/{test,train}
 records), metrics.json (every number with its 95 % bootstrap interval, each rung's paired AM gain over
 the rung before it in `ladder_gains`, and every setting used),
 summary.json (flat headline numbers: the DVC metrics file), ladder.csv (DVC plot) and report.html.
-Scores come from stages.score.score_predictions only, so `vr score --split reports/eval/items.jsonl
+Scores come from videoreasoner.answers.score.score_predictions only, so `vr score --split reports/eval/items.jsonl
 --predictions reports/eval/predictions/rl.jsonl --out DIR` reproduces them (same seed, n_boot 1000).
 Run: `python -m stages.evaluate`.
 """
@@ -21,17 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stages import telemetry  # noqa: F401
-from stages.answer_format import PROMPT_VERSION
-from stages.atomic import atomic_path, read_jsonl, write_json, write_jsonl
-from stages.controls import (
+from videoreasoner.core import telemetry  # noqa: F401
+from videoreasoner.answers.format import PROMPT_VERSION
+from videoreasoner.core.atomic import atomic_path, read_jsonl, write_json, write_jsonl
+from videoreasoner.inference.controls import (
     best_constant_answers,
     constant_predictions,
     control_transform,
 )
-from stages.inference import Decoding, Engine, load_engine
-from stages.metrics import paired_difference
-from stages.paths import (
+from videoreasoner.inference.engines import Decoding, Engine, load_engine
+from videoreasoner.answers.metrics import paired_difference
+from videoreasoner.core.paths import (
     EVAL_REPORTS,
     MODELS_BASE,
     MODELS_RL,
@@ -39,20 +39,20 @@ from stages.paths import (
     TTS_REPORTS,
     split_file,
 )
-from stages.score import score_predictions
-from stages.sft_data import select_records
-from stages.tracking import stage_run
-from stages.train_common import model_digest
+from videoreasoner.answers.score import score_predictions
+from videoreasoner.training.sft_data import select_records
+from videoreasoner.core.tracking import stage_run
+from videoreasoner.training.common import model_digest
 from stages.tts import POLICY_FILE, metric_value, subset, with_sampler
-from stages.tts_strategies import apply_policy, greedy
-from stages.video_inputs import VideoConfig, count_video_tokens
+from videoreasoner.inference.tts_strategies import apply_policy, greedy
+from videoreasoner.video.inputs import VideoConfig, count_video_tokens
 
 log = logging.getLogger(__name__)
 PREDICTIONS_DIR, ITEMS_FILE, METRICS_FILE = "predictions", "items.jsonl", "metrics.json"
 SUMMARY_FILE, LADDER_FILE, REPORT_FILE = "summary.json", "ladder.csv", "report.html"
 MODEL_DIRS = {"base": MODELS_BASE, "sft": MODELS_SFT, "rl": MODELS_RL, "rl_tts": MODELS_RL}
 LABELS = {"base": "base", "sft": "sft", "rl": "rl", "rl_tts": "rl + policy"}
-# Flat names -> paths into stages.metrics.aggregate's output. Each model entry of metrics.json carries
+# Flat names -> paths into videoreasoner.answers.metrics.aggregate's output. Each model entry of metrics.json carries
 # them at its top level too, where mlflow/registry.yaml's gates (eval_models: rl_tts, rl) read them.
 HEADLINE = {
     "overall": "overall.score", "accuracy": "summary.accuracy", "m_tIoU": "summary.m_tIoU",
@@ -116,7 +116,7 @@ def _score(records, predictions, path: Path, ev: dict[str, Any]) -> tuple[dict[s
 
 def ladder_gains(names: list[str], items: dict[str, list[dict]], ev: dict[str, Any]) -> dict[str, Any]:
     """Each rung's AM gain over the rung before it ("sft-base", "rl-sft", "rl_tts-rl"), on the same test
-    items with a paired bootstrap interval (stages.metrics.paired_difference): at 24 items per type, two
+    items with a paired bootstrap interval (videoreasoner.answers.metrics.paired_difference): at 24 items per type, two
     models 0.04 AM apart have overlapping intervals of their own, but the paired interval of the
     difference excludes 0."""
     return {f"{b}-{a}": paired_difference(items[a], items[b], ev["seed"], ev["n_boot"])
@@ -226,7 +226,7 @@ def run(cfg: EvalRun) -> dict[str, Any]:
 
 def write_outputs(out_dir: Path, metrics: dict[str, Any], curve_file: Path | None) -> None:
     """metrics.json, summary.json (flat, DVC metrics), ladder.csv (DVC plot) and report.html."""
-    from stages.report import read_curve, write_report
+    from videoreasoner.inference.report import read_curve, write_report
 
     write_json(out_dir / METRICS_FILE, metrics)
     summary: dict[str, Any] = {"headline": metrics["headline"], "constant": flat(metrics["constant"]["metrics"]),
@@ -248,7 +248,7 @@ def write_outputs(out_dir: Path, metrics: dict[str, Any], curve_file: Path | Non
 
 
 def main() -> int:
-    from stages.params import section
+    from videoreasoner.core.params import section
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run(EvalRun(eval=section("eval"), video=section("video"), compute=section("compute")))
@@ -256,4 +256,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)
+    raise SystemExit(main())  # main returns the exit code (vr/cli.py relies on it)

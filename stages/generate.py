@@ -3,7 +3,7 @@
 Reads params `data.synthetic`; writes data/raw/synthetic/{videos/*.mp4, annotations.jsonl} (video paths
 relative to data/raw/synthetic) and reports/generate/summary.json. Run: `dvc repro generate` or
 `python -m stages.generate`. The same seed gives byte-identical annotations, whatever the worker count.
-Long clips (`data.synthetic.long.videos`, off by default; stages/world/long.py) go to
+Long clips (`data.synthetic.long.videos`, off by default; videoreasoner/data/world/long.py) go to
 videos/long-<split>-<index>.mp4 with source LONG_SOURCE, after the default clips, from their own seed
 streams, so turning them on leaves every default clip and record unchanged.
 """
@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from stages import telemetry  # noqa: F401
-from stages.atomic import atomic_dir, write_json, write_jsonl
-from stages.paths import GENERATE_REPORT, SYNTHETIC_DIR
-from stages.schema import SPLITS, make_record
-from stages.video_io import encode_mp4
-from stages.world.config import WorldConfig
-from stages.world.long import long_items, render_long, sample_long_scene
-from stages.world.perception import perception_items
-from stages.world.questions import reasoning_items
-from stages.world.render import render
-from stages.world.scene import Scene, sample_scene
+from videoreasoner.core import telemetry  # noqa: F401
+from videoreasoner.core.atomic import atomic_dir, write_json, write_jsonl
+from videoreasoner.core.paths import GENERATE_REPORT, SYNTHETIC_DIR
+from videoreasoner.core.schema import SPLITS, make_record
+from videoreasoner.video.decoding import encode_mp4
+from videoreasoner.data.world.config import WorldConfig
+from videoreasoner.data.world.long import long_items, render_long, sample_long_scene
+from videoreasoner.data.world.perception import perception_items
+from videoreasoner.data.world.questions import reasoning_items
+from videoreasoner.data.world.render import render
+from videoreasoner.data.world.scene import Scene, sample_scene
 
 log = logging.getLogger(__name__)
 SOURCE = "synthetic-world/v1"
@@ -123,7 +123,7 @@ def run(cfg: WorldConfig, out_dir: Path) -> dict:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from stages.params import section
+    from videoreasoner.core.params import section
 
     cfg = WorldConfig.from_params(section("data").get("synthetic", {}))
     with atomic_dir(SYNTHETIC_DIR) as tmp:
@@ -134,4 +134,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)
+    raise SystemExit(main())  # main returns the exit code (vr/cli.py relies on it)

@@ -18,7 +18,7 @@ params.yaml, section `data` (other keys of the section, e.g. the generator's, ar
           video_root: data/raw/charades/videos   # default: the annotation file's directory
           version: "2017"              # optional: source becomes "charades_sta@2017"
           split_fractions: {val: 0.05, test: 0.05}   # or `split: train` (one fixed split)
-          video_ext: .mp4              # format options: see stages/importers/<format>.py
+          video_ext: .mp4              # format options: see videoreasoner/data/importers/<format>.py
 
 Splits: a fixed `split`; else `split_fractions`, drawn from a hash of the video path relative to the
 source's `video_root` (never an absolute path: moving a dataset keeps its splits; a video never lands
@@ -39,12 +39,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-import stages.telemetry  # noqa: F401  (telemetry opt-outs before any tool is imported)
-from stages.atomic import write_json, write_jsonl
-from stages.importers import IMPORTERS, OPTIONS
-from stages.params import section
-from stages.paths import INGEST_REPORT, INTERIM_RECORDS, PARAMS_FILE
-from stages.schema import SPLITS, Record, RecordError
+import videoreasoner.core.telemetry  # noqa: F401  (telemetry opt-outs before any tool is imported)
+from videoreasoner.core.atomic import write_json, write_jsonl
+from videoreasoner.data.importers import IMPORTERS, OPTIONS
+from videoreasoner.core.params import section
+from videoreasoner.core.paths import INGEST_REPORT, INTERIM_RECORDS, PARAMS_FILE
+from videoreasoner.core.schema import SPLITS, Record, RecordError
 
 logger = logging.getLogger("stages.ingest")  # not __main__ under `python -m`
 
@@ -66,7 +66,7 @@ def _split_fractions(raw: Any, where: str) -> dict[str, float]:
 
 
 def normalise_entry(index: int, raw: Any, root: Path) -> dict:
-    """Check one `data.sources` entry and fill in what importers need (see stages.importers.common)."""
+    """Check one `data.sources` entry and fill in what importers need (see videoreasoner.data.importers.common)."""
     where = f"{PARAMS_FILE} data.sources[{index}]"
     if not isinstance(raw, dict):
         raise RecordError(where, "(entry)", f"expected a mapping, got {type(raw).__name__}")
@@ -188,4 +188,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)
+    raise SystemExit(main())  # main returns the exit code (vr/cli.py relies on it)

@@ -1,10 +1,10 @@
 """`rl` stage: GRPO on video from models/sft on the train split's reasoning records (TRL GRPOTrainer,
-video carried into every forward by stages/grpo_video, rewards from stages/rewards only).
+video carried into every forward by videoreasoner/training/grpo_video, rewards from videoreasoner/training/rewards only).
 
 Reads models/sft, data/validated/train.jsonl, params `rl`, `rewards`, `video`, `compute`; writes
 models/rl (weights + processor), reports/rl/metrics.json and reports/rl/curves.csv (one row per logged
 step: reward, its components, KL, completion length); resumable checkpoints in checkpoints/rl/.
-Run: `dvc repro rl`, `python -m stages.launch rl` or `python -m stages.rl`.
+Run: `dvc repro rl`, `python -m videoreasoner.training.launch rl` or `python -m stages.rl`.
 """
 from __future__ import annotations
 
@@ -15,21 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stages import telemetry  # noqa: F401  (telemetry opt-outs before any tool is imported)
-from stages.atomic import atomic_dir, atomic_path, read_jsonl, write_json
-from stages.launch import ComputeConfig
-from stages.model_io import load_model_and_processor, save_model_and_processor
-from stages.paths import MODELS_RL, RL_REPORTS
-from stages.rewards import DEFAULT_REWARDS, build_rewards
-from stages.schema import PROBLEM_TYPES
-from stages.sft_data import select_records
-from stages.temporal_contrast import (
+from videoreasoner.core import telemetry  # noqa: F401  (telemetry opt-outs before any tool is imported)
+from videoreasoner.core.atomic import atomic_dir, atomic_path, read_jsonl, write_json
+from videoreasoner.training.launch import ComputeConfig
+from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
+from videoreasoner.core.paths import MODELS_RL, RL_REPORTS
+from videoreasoner.training.rewards import DEFAULT_REWARDS, build_rewards
+from videoreasoner.core.schema import PROBLEM_TYPES
+from videoreasoner.training.sft_data import select_records
+from videoreasoner.training.temporal_contrast import (
     TemporalContrastConfig,
     TemporalContrastGRPOTrainer,
     temporal_contrast_reward,
 )
-from stages.tracking import stage_run, trainer_callback
-from stages.train_common import (
+from videoreasoner.core.tracking import stage_run, trainer_callback
+from videoreasoner.training.common import (
     CHECKPOINTS,
     MODELS_SFT,
     checkpoint_step,
@@ -42,7 +42,7 @@ from stages.train_common import (
     parse_trl_config,
     prepare_checkpoints,
 )
-from stages.video_inputs import VideoConfig, build_messages, count_video_tokens
+from videoreasoner.video.inputs import VideoConfig, build_messages, count_video_tokens
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def run(cfg: RLRun) -> dict[str, Any]:
     """GRPO from cfg.model_dir on the reasoning records; save to cfg.out_dir; return the metrics."""
     from trl import GRPOConfig
 
-    from stages.grpo_video import VideoGRPOTrainer
+    from videoreasoner.training.grpo_video import VideoGRPOTrainer
 
     own, trl_params = resolve_params(cfg.rl)
     if "reward_weights" in trl_params:
@@ -267,7 +267,7 @@ def _summary(trainer, result, rows, resume, seconds: float, n_records: int, own:
 
 
 def main() -> int:
-    from stages.params import section
+    from videoreasoner.core.params import section
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run(RLRun(rl=section("rl"), rewards=section("rewards"), video=section("video"), compute=section("compute")))
@@ -275,4 +275,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)
+    raise SystemExit(main())  # main returns the exit code (vr/cli.py relies on it)

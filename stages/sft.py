@@ -1,5 +1,5 @@
 """`sft` stage: supervised fine-tuning on the train split's chain-of-thought records (TRL SFTTrainer,
-assistant-only loss, video decoded through stages/video_inputs).
+assistant-only loss, video decoded through videoreasoner/video/inputs).
 
 Reads models/base, data/validated/{train,val}.jsonl, params `sft`, `video`, `compute`; writes models/sft
 (merged weights + processor) and reports/sft/metrics.json; resumable checkpoints in checkpoints/sft/.
@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stages import telemetry  # noqa: F401
-from stages.atomic import read_jsonl, write_json
-from stages.model_io import load_model_and_processor, save_model_and_processor
-from stages.sft_data import VideoSFTCollator, loss_gap, select_records, to_dataset
-from stages.launch import ComputeConfig
-from stages.tracking import stage_run, trainer_callback
-from stages.train_common import (
+from videoreasoner.core import telemetry  # noqa: F401
+from videoreasoner.core.atomic import read_jsonl, write_json
+from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
+from videoreasoner.training.sft_data import VideoSFTCollator, loss_gap, select_records, to_dataset
+from videoreasoner.training.launch import ComputeConfig
+from videoreasoner.core.tracking import stage_run, trainer_callback
+from videoreasoner.training.common import (
     CHECKPOINTS, MODELS_BASE, MODELS_SFT, SFT_METRICS, checkpoint_step, file_digest, finish_checkpoints,
     fingerprint, freeze_vision_tower, lora_config, model_digest, parse_trl_config, prepare_checkpoints,
 )
-from stages.video_inputs import VideoConfig, count_video_tokens
+from videoreasoner.video.inputs import VideoConfig, count_video_tokens
 
 log = logging.getLogger(__name__)
 # Keys of the `sft` section that are ours; every other key is an SFTConfig field.
@@ -67,10 +67,10 @@ def with_lengths(dataset, processor):
 
 def exact_resume_sft_trainer():
     """TRL's SFTTrainer whose resume loads every weight of the checkpoint or fails (see
-    stages/checkpoint_weights.py: the stock resume silently loaded nothing)."""
+    videoreasoner/training/checkpoint_weights.py: the stock resume silently loaded nothing)."""
     from trl import SFTTrainer
 
-    from stages.checkpoint_weights import ExactResumeMixin
+    from videoreasoner.training.checkpoint_weights import ExactResumeMixin
 
     return type("ExactResumeSFTTrainer", (ExactResumeMixin, SFTTrainer), {})
 
@@ -78,7 +78,7 @@ def exact_resume_sft_trainer():
 def train(model, processor, records: list[dict], video_root: str | Path, params: dict[str, Any],
           video_cfg: VideoConfig, checkpoint_dir: str | Path, run_fingerprint: str,
           callbacks: Sequence = ()) -> tuple[Any, dict[str, Any]]:
-    """Fine-tune `model` on `records` (targets from stages/answer_format via video_inputs).
+    """Fine-tune `model` on `records` (targets from videoreasoner/answers/format via video_inputs).
 
     params: a section of SFTConfig fields plus OWN_KEYS (`lora`, `freeze_vision`). Resumes from the last complete
     checkpoint in `checkpoint_dir` when it was written with the same `run_fingerprint`.
@@ -175,7 +175,7 @@ def run(cfg: SFTRun) -> dict[str, Any]:
 
 
 def main() -> int:
-    from stages.params import section
+    from videoreasoner.core.params import section
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run(SFTRun(sft=section("sft"), video=section("video"), compute=section("compute")))
@@ -183,4 +183,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)
+    raise SystemExit(main())  # main returns the exit code (vr/cli.py relies on it)

@@ -11,7 +11,7 @@ Cost of the sweep: samples are drawn once per frame level (n = max of `tts.n`) a
 the first n of them, so self-consistency, confidence vote, best-of-n and sparse-to-dense share draws.
 A point's seconds are its share of the measured generation time (n / n_max of the level's sampling
 seconds per item, summed over the levels an item visits) plus its own measured vote/scoring time.
-`tts.samplers` (stages/samplers.py) is the outer axis: each sampler gets its own frames and samples. Video
+`tts.samplers` (videoreasoner/video/samplers.py) is the outer axis: each sampler gets its own frames and samples. Video
 tokens per item are measured at the processor (None with a backend that bypasses it, e.g. vLLM).
 """
 from __future__ import annotations
@@ -23,17 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stages import telemetry  # noqa: F401
-from stages.answer_format import PROMPT_VERSION
-from stages.atomic import atomic_path, read_jsonl, write_json
-from stages.inference import Decoding, Engine, load_engine
-from stages.paths import MODELS_RL, TTS_REPORTS, split_file
-from stages.samplers import SAMPLERS
-from stages.score import score_predictions
-from stages.sft_data import select_records
-from stages.tracking import stage_run
-from stages.train_common import model_digest
-from stages.tts_strategies import (
+from videoreasoner.core import telemetry  # noqa: F401
+from videoreasoner.answers.format import PROMPT_VERSION
+from videoreasoner.core.atomic import atomic_path, read_jsonl, write_json
+from videoreasoner.inference.engines import Decoding, Engine, load_engine
+from videoreasoner.core.paths import MODELS_RL, TTS_REPORTS, split_file
+from videoreasoner.video.samplers import SAMPLERS
+from videoreasoner.answers.score import score_predictions
+from videoreasoner.training.sft_data import select_records
+from videoreasoner.core.tracking import stage_run
+from videoreasoner.training.common import model_digest
+from videoreasoner.inference.tts_strategies import (
     STRATEGIES,
     Answer,
     resolve_scorer,
@@ -42,7 +42,7 @@ from stages.tts_strategies import (
     sparse_to_dense,
     with_sampler,
 )
-from stages.video_inputs import VideoConfig, count_video_tokens
+from videoreasoner.video.inputs import VideoConfig, count_video_tokens
 
 log = logging.getLogger(__name__)
 CURVE_FILE, POLICY_FILE = "curve.csv", "policy.json"
@@ -90,7 +90,7 @@ def subset(records: list[dict], per_type: int | None) -> list[dict]:
 
 
 def metric_value(metrics: dict[str, Any], path: str) -> tuple[float | None, list[float] | None]:
-    """(value, ci95) at a dotted path of stages.metrics.aggregate's output, e.g. 'summary.AM',
+    """(value, ci95) at a dotted path of videoreasoner.answers.metrics.aggregate's output, e.g. 'summary.AM',
     'overall.score', 'per_type.temporal_grounding.mIoU'."""
     node: Any = metrics
     for part in path.split(".", 2) if path.startswith("per_type.") else path.split(".", 1):
@@ -303,7 +303,7 @@ def run(cfg: TTSRun) -> dict[str, Any]:
 
 
 def main() -> int:
-    from stages.params import section
+    from videoreasoner.core.params import section
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run(TTSRun(tts=section("tts"), video=section("video"), compute=section("compute")))
@@ -311,4 +311,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())  # main returns the exit code (stages/cli.py relies on it)
+    raise SystemExit(main())  # main returns the exit code (vr/cli.py relies on it)

@@ -10,7 +10,7 @@ is never opened. Run: `python -m stages.validate`.
 """
 from __future__ import annotations
 
-import stages.telemetry  # noqa: F401,I001  (first: telemetry off before any tool is imported)
+import videoreasoner.core.telemetry  # noqa: F401,I001  (first: telemetry off before any tool is imported)
 
 import json
 import logging
@@ -28,13 +28,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from stages.atomic import atomic_dir, read_jsonl, write_json, write_jsonl, write_text
-from stages.expectations import Outcome, problem_column, run_suite
-from stages.params import section
-from stages.paths import INTERIM_RECORDS, VALIDATED_DIR, VALIDATION_REPORTS, VALIDATION_RESULT, split_file
-from stages.record_checks import RECORD_CHECKS, check_video, format_problem, timing_report
-from stages.schema import REQUIRED_FIELDS, SPLITS, Record
-from stages.video_io import VideoError, VideoInfo, probe
+from videoreasoner.core.atomic import atomic_dir, read_jsonl, write_json, write_jsonl, write_text
+from videoreasoner.data.expectations import Outcome, problem_column, run_suite
+from videoreasoner.core.params import section
+from videoreasoner.core.paths import INTERIM_RECORDS, VALIDATED_DIR, VALIDATION_REPORTS, VALIDATION_RESULT, split_file
+from videoreasoner.data.record_checks import RECORD_CHECKS, check_video, format_problem, timing_report
+from videoreasoner.core.schema import REQUIRED_FIELDS, SPLITS, Record
+from videoreasoner.video.decoding import VideoError, VideoInfo, probe
 
 logger = logging.getLogger("stages.validate")  # not __main__ under `python -m`
 DATA_DOCS_DIR = VALIDATION_REPORTS / "data_docs"

@@ -8,4 +8,4 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import stages.telemetry  # noqa: E402,F401  (sets the telemetry opt-outs before any tool is imported)
+import videoreasoner.core.telemetry  # noqa: E402,F401  (sets the telemetry opt-outs before any tool is imported)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages.atomic import write_jsonl
+from videoreasoner.core.atomic import write_jsonl
 
 WORLD_VIDEOS = {"train": 3, "val": 1}
 
@@ -32,7 +32,7 @@ def trl_params(max_steps: int = 2, **overrides) -> dict:
 def make_workspace(root: Path, videos: dict[str, int] | None = None, seed: int = 3) -> Path:
     """Generate the world under root and write validated-style split files; return root."""
     from stages.generate import run
-    from stages.world.config import WorldConfig
+    from videoreasoner.data.world.config import WorldConfig
 
     raw = root / "data/raw/synthetic"
     run(WorldConfig(seed=seed, videos=videos or WORLD_VIDEOS, workers=1), raw)
@@ -47,7 +47,7 @@ def distinct_characters_reward():
     """A reward factory whose scores differ between the samples of a group even for an untrained model
     (the project's rewards give such a model 0 everywhere: zero advantages, weights untouched), for tests
     that need RL to change the weights. Register it with `REGISTRY["distinct_characters"] = ...`."""
-    from stages.rewards import completion_text
+    from videoreasoner.training.rewards import completion_text
 
     def distinct_characters(completions, **_columns):
         return [len(set(completion_text(c))) / 10.0 for c in completions]

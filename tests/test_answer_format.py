@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.answer_format import (
+from videoreasoner.answers.format import (
     MAX_COMPLETION_CHARS,
     PROMPT_VERSION,
     build_prompt,
@@ -18,8 +18,8 @@ from stages.answer_format import (
     format_time,
     parse_answer,
 )
-from stages.atomic import read_jsonl, write_text
-from stages.schema import PROBLEM_TYPES, RecordError
+from videoreasoner.core.atomic import read_jsonl, write_text
+from videoreasoner.core.schema import PROBLEM_TYPES, RecordError
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 OPTIONS = ["red", "blue", "green", "yellow"]
@@ -46,12 +46,12 @@ def test_prompt_snapshot():
         same_version = old.split("\n", 1)[0] == rendered.split("\n", 1)[0]
         assert old == rendered or not same_version, (
             f"the prompt text changed but PROMPT_VERSION is still {PROMPT_VERSION}: bump it in "
-            "stages/answer_format.py, then regenerate"
+            "videoreasoner/answers/format.py, then regenerate"
         )
         write_text(path, rendered)
     assert path.exists(), "no prompt snapshot: run `UPDATE_SNAPSHOTS=1 pytest tests/test_answer_format.py`"
     assert rendered == path.read_text(encoding="utf-8"), (
-        "the prompt text changed. If deliberate, bump PROMPT_VERSION in stages/answer_format.py and "
+        "the prompt text changed. If deliberate, bump PROMPT_VERSION in videoreasoner/answers/format.py and "
         "regenerate with `UPDATE_SNAPSHOTS=1 pytest tests/test_answer_format.py`, then review the diff "
         "of tests/snapshots/prompts.txt"
     )

@@ -127,11 +127,11 @@ def test_fast_assistant_mask_equals_the_chat_templates_mask(tmp_path):
     and is the template's `{% generation %}` mask; the collator takes it after its one check."""
     import torch
 
-    from stages.atomic import read_jsonl
+    from videoreasoner.core.atomic import read_jsonl
     from stages.sft import training_chat_template
-    from stages.sft_data import ChatMLAssistantMask, VideoSFTCollator, to_dataset
-    from stages.tiny_model import TinyConfig, build_tiny
-    from stages.video_inputs import VideoConfig, processor_inputs
+    from videoreasoner.training.sft_data import ChatMLAssistantMask, VideoSFTCollator, to_dataset
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.video.inputs import VideoConfig, processor_inputs
     from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace
 
     root = make_workspace(tmp_path, videos={"train": 1})

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from stages.atomic import read_jsonl
+from videoreasoner.core.atomic import read_jsonl
 from stages.bootstrap import BootstrapRun, run
-from stages.model_io import POINTER_FILE, load_model_and_processor, resolve
+from videoreasoner.training.model_io import POINTER_FILE, load_model_and_processor, resolve
 from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace, trl_params
 
 

@@ -2,7 +2,7 @@
 
 Class-wide: every stage's and flow command's main() returns an int and its `python -m` entry passes it to
 the interpreter; `vr` refuses a main that returns anything else. Then each subcommand's failure path,
-in-process through stages.cli.main, and the installed `vr` console script in a real process.
+in-process through vr.cli.main, and the installed `vr` console script in a real process.
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from stages import cli
+from vr import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_MODULES = [*cli.STAGE_MODULES.values(), *cli.FORWARDED.values(), "stages.launch", "flows.pipeline"]
+ENTRY_MODULES = [*cli.STAGE_MODULES.values(), *cli.FORWARDED.values(), "videoreasoner.training.launch", "flows.pipeline"]
 NAN_RECORD = {"id": "bad:1", "video": "v.mp4", "duration": 2.0, "problem_type": "temporal_grounding",
               "question": "When does it move?", "answer": [float("nan"), 1.0], "split": "train", "source": "t"}
 
@@ -42,7 +42,7 @@ def test_every_entry_main_returns_an_int_and_python_m_exits_with_it(module):
 
 def test_the_console_script_is_the_cli_main():
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    assert 'vr = "stages.cli:main"' in text  # setuptools' wrapper runs sys.exit(main())
+    assert 'vr = "vr.cli:main"' in text  # setuptools' wrapper runs sys.exit(main())
 
 
 @pytest.mark.parametrize("command", list(cli.STAGE_MODULES))

@@ -1,7 +1,7 @@
 """The launcher module, the infra configs, and a few SFT and GRPO steps under DeepSpeed ZeRO-2 on the CPU.
 
-The slow test runs the pipeline's own entry points in a workspace: `python -m stages.launch sft`
-(accelerate launcher, one process) then `python -m stages.launch rl` (python launcher), each with
+The slow test runs the pipeline's own entry points in a workspace: `python -m videoreasoner.training.launch sft`
+(accelerate launcher, one process) then `python -m videoreasoner.training.launch rl` (python launcher), each with
 compute.deepspeed_config = infra/deepspeed/zero2.json (gloo, one process). DeepSpeed's first start
 compiles its shared-memory comms op (~40 s, cached under ~/.cache/torch_extensions afterwards).
 """
@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from helpers_world import TINY_SIZES, VIDEO, make_workspace, trl_params
-from stages.launch import ComputeConfig, build_command, launch_env
+from videoreasoner.training.launch import ComputeConfig, build_command, launch_env
 
 ROOT = Path(__file__).resolve().parents[1]
 ZERO2 = str(ROOT / "infra/deepspeed/zero2.json")
@@ -84,7 +84,7 @@ def run_stage(root: Path, stage: str, compute: dict) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump({**params, "compute": compute}))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db"}
-    done = subprocess.run([sys.executable, "-m", "stages.launch", stage], cwd=root, env=env,
+    done = subprocess.run([sys.executable, "-m", "videoreasoner.training.launch", stage], cwd=root, env=env,
                           capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stderr[-4000:]
 
@@ -109,10 +109,10 @@ def deepspeed_steps(root: Path) -> int:
 
 @pytest.mark.slow
 def test_sft_then_grpo_under_zero2_on_cpu(tmp_path):
-    from stages.atomic import read_jsonl
-    from stages.model_io import save_model_and_processor
-    from stages.tiny_model import TinyConfig, build_tiny
-    from stages.video_inputs import VideoConfig
+    from videoreasoner.core.atomic import read_jsonl
+    from videoreasoner.training.model_io import save_model_and_processor
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.video.inputs import VideoConfig
 
     root = make_workspace(tmp_path, videos={"train": 2})
     save_model_and_processor(*build_tiny(TinyConfig(**TINY_SIZES), read_jsonl(root / "data/validated/train.jsonl"),
@@ -140,13 +140,13 @@ def test_sft_then_grpo_under_zero2_on_cpu(tmp_path):
 
 # A training stage whose checkpoints survive its end, as a run killed after its last checkpoint leaves them.
 # The RL reward is one that varies within a group (tests/helpers_world.py), so RL changes the weights.
-KEEP_CHECKPOINTS = ("import sys, stages.{0} as m, stages.rewards as r, tests.helpers_world as h; "
+KEEP_CHECKPOINTS = ("import sys, stages.{0} as m, videoreasoner.training.rewards as r, tests.helpers_world as h; "
                     "r.REGISTRY['distinct_characters'] = h.distinct_characters_reward; "
                     "m.finish_checkpoints = lambda *_: None; sys.exit(m.main())")
 
 
 def _run_keeping_checkpoints(root: Path, stage: str, zero2: str) -> str:
-    from stages.launch import ComputeConfig, launch_env
+    from videoreasoner.training.launch import ComputeConfig, launch_env
 
     params = yaml.safe_load((root / "params.yaml").read_text())
     compute = {"launcher": "python", "num_processes": 1, "deepspeed_config": zero2}
@@ -166,10 +166,10 @@ def test_resume_under_zero2_is_weight_exact(tmp_path, stage):
     memory with the checkpoint's, and the resumed run ends with the uninterrupted run's weights."""
     from safetensors.torch import load_file
 
-    from stages.atomic import read_jsonl
-    from stages.model_io import save_model_and_processor
-    from stages.tiny_model import TinyConfig, build_tiny
-    from stages.video_inputs import VideoConfig
+    from videoreasoner.core.atomic import read_jsonl
+    from videoreasoner.training.model_io import save_model_and_processor
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.video.inputs import VideoConfig
 
     root = make_workspace(tmp_path, videos={"train": 2})
     model_dir = "models/base" if stage == "sft" else "models/sft"

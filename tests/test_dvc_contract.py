@@ -1,11 +1,11 @@
-"""dvc.yaml and the code agree: stage outputs are the paths in stages/paths.py, params sections exist,
+"""dvc.yaml and the code agree: stage outputs are the paths in videoreasoner/core/paths.py, params sections exist,
 and every declared code dependency is a real file or folder."""
 from pathlib import Path
 
 import yaml
 
-from stages import paths
-from stages.params import load_params
+from videoreasoner.core import paths
+from videoreasoner.core.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -59,7 +59,7 @@ def test_declared_params_exist_in_params_yaml():
 def test_declared_code_dependencies_exist():
     for name, stage in DVC.items():
         for dep in stage.get("deps", []):
-            if dep.startswith(("stages/", "flows/", "infra/")):
+            if dep.startswith(("stages/", "flows/", "videoreasoner/", "infra/")):
                 assert (ROOT / dep).exists(), f"stage {name}: dependency {dep} does not exist"
 
 
@@ -102,7 +102,7 @@ def import_closure(module: str) -> set[str]:
                     base = ".".join(filter(None, [*parent, base]))
                 names = [base, *(f"{base}.{a.name}" for a in node.names)]
             for name in names:
-                if name.split(".")[0] in ("stages", "flows"):
+                if name.split(".")[0] in ("stages", "flows", "videoreasoner", "vr"):
                     todo.append(source(name))
     return {str(p.relative_to(ROOT)) for p in seen}
 
@@ -113,7 +113,7 @@ def test_each_stage_depends_on_its_whole_import_closure():
     for name, stage in DVC.items():
         module = stage["cmd"].split("-m ")[1].split()[0]
         closure = import_closure(module)
-        if module == "stages.launch":
+        if module == "videoreasoner.training.launch":
             closure |= import_closure(f"stages.{stage['cmd'].split()[-1]}")
         deps = declared(name, "deps")
         uncovered = sorted(f for f in closure

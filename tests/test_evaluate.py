@@ -3,12 +3,12 @@ import json
 
 import pytest
 
-from stages.answer_format import format_target
-from stages.atomic import read_jsonl, write_jsonl
-from stages.controls import best_constant_answers
+from videoreasoner.answers.format import format_target
+from videoreasoner.core.atomic import read_jsonl, write_jsonl
+from videoreasoner.inference.controls import best_constant_answers
 from stages.evaluate import EvalRun, run
-from stages.inference import Generation
-from stages.score import score_predictions
+from videoreasoner.inference.engines import Generation
+from videoreasoner.answers.score import score_predictions
 from tests.test_tts import records
 from tests.test_tts_strategies import FakeEngine
 
@@ -108,7 +108,7 @@ def test_best_constant_answer_maximises_the_train_score():
 
 @pytest.mark.slow
 def test_evaluate_end_to_end_on_a_tiny_model(tmp_path):
-    from stages.score import main as score_main
+    from videoreasoner.answers.score import main as score_main
     from tests.helpers_world import VIDEO
     from tests.test_inference import build_tiny_workspace
 

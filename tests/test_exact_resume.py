@@ -11,13 +11,13 @@ import shutil
 import pytest
 import torch
 
-from stages.atomic import read_jsonl
-from stages.checkpoint_weights import CheckpointMismatch, assert_weights_match, load_full_weights, saved_names
-from stages.model_io import load_model_and_processor, save_model_and_processor
+from videoreasoner.core.atomic import read_jsonl
+from videoreasoner.training.checkpoint_weights import CheckpointMismatch, assert_weights_match, load_full_weights, saved_names
+from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
 from stages.sft import train
-from stages.sft_data import select_records
-from stages.tiny_model import TinyConfig, build_tiny
-from stages.video_inputs import VideoConfig
+from videoreasoner.training.sft_data import select_records
+from videoreasoner.training.tiny_model import TinyConfig, build_tiny
+from videoreasoner.video.inputs import VideoConfig
 from tests.helpers_world import TINY_SIZES, VIDEO, distinct_characters_reward, make_workspace, trl_params
 
 STEPS, SAVE = 4, 2
@@ -102,7 +102,7 @@ def test_loading_a_checkpoint_with_missing_unexpected_or_reshaped_keys_fails(wor
 
 
 def test_every_model_load_refuses_missing_or_unexpected_keys(workspace, tmp_path):
-    """stages.model_io is the one loader (stages, inference engines, the pyfunc): a checkpoint that lacks a
+    """videoreasoner.training.model_io is the one loader (stages, inference engines, the pyfunc): a checkpoint that lacks a
     tensor or carries a foreign one fails there instead of warning and keeping random weights."""
     from safetensors.torch import load_file, save_file
 
@@ -128,7 +128,7 @@ RL = {"bf16": False, "fp16": False, "activation_checkpointing": False, "max_step
 def _rl(root, out: str, monkeypatch, **overrides):
     """The rl stage's run(), its checkpoints kept (as a killed run leaves them)."""
     import stages.rl as rl
-    from stages.rewards import REGISTRY
+    from videoreasoner.training.rewards import REGISTRY
 
     monkeypatch.setitem(REGISTRY, "distinct_characters", distinct_characters_reward)
     monkeypatch.setattr(rl, "finish_checkpoints", lambda _dir: None)

@@ -26,13 +26,13 @@ import yaml
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))  # before Prefect loads
 
 from flows import registry  # noqa: E402
-from stages import atomic  # noqa: E402
+from videoreasoner.core import atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def leftovers(root: Path) -> list[Path]:
-    """Temporaries of stages/atomic.py anywhere under root."""
+    """Temporaries of videoreasoner/core/atomic.py anywhere under root."""
     return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
 
 
@@ -153,7 +153,7 @@ class _StubProcessor:
 
 @pytest.mark.parametrize("existing", [False, True])
 def test_full_disk_during_model_save_leaves_no_directory(existing, tmp_path, full_disk):
-    from stages.model_io import save_model_and_processor
+    from videoreasoner.training.model_io import save_model_and_processor
 
     out = tmp_path / "models/sft"
     if existing:  # `vr sft` without DVC keeps the previous weights until the new ones are complete
@@ -173,7 +173,7 @@ def test_save_killed_midway_leaves_a_temporary_the_next_save_removes(tmp_path):
     out = tmp_path / "models/rl"
     script = textwrap.dedent(f"""
         import sys, time
-        from stages.atomic import atomic_dir
+        from videoreasoner.core.atomic import atomic_dir
         with atomic_dir({str(out)!r}) as tmp:
             (tmp / "model.safetensors").write_bytes(b"half")
             print("writing", flush=True)
@@ -349,7 +349,7 @@ def test_failed_stage_keeps_earlier_outputs_and_the_rerun_starts_there(tmp_path,
 TOY_STAGE = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
-    from stages.atomic import write_json
+    from videoreasoner.core.atomic import write_json
     release = Path(os.environ["TOY_RELEASE"])
     deadline = time.monotonic() + 120
     while not release.exists() and time.monotonic() < deadline:  # held open until the test says so

@@ -87,7 +87,7 @@ def test_flow_end_to_end(workspace, prefect_harness):
     from flows.gates import load_rules
     from flows.lineage import already_done
     from flows.pipeline import pipeline
-    from stages.atomic import read_jsonl
+    from videoreasoner.core.atomic import read_jsonl
 
     order = stage_order(workspace)
     assert already_done(workspace) is None  # nothing has run
@@ -101,7 +101,7 @@ def test_flow_end_to_end(workspace, prefect_harness):
     assert second["registry"]["registered"] is False
     # `vr pipeline` checks this before starting Prefect: an up-to-date re-run costs seconds
     assert f"version {first['registry']['version']} holds this state" in already_done(workspace)
-    report_code = workspace / "stages/report.py"
+    report_code = workspace / "videoreasoner/inference/report.py"
     report_code.write_text(report_code.read_text() + "\n")
     assert already_done(workspace) is None  # a changed dependency: evaluate must re-run
 

@@ -15,14 +15,14 @@ import pytest
 import torch
 
 from helpers_world import TINY_SIZES, VIDEO, make_workspace
-from stages.atomic import read_jsonl
-from stages.grpo_video import VISION_TOKENS, VideoGRPOTrainer, merge_video_rows, split_video_rows
-from stages.model_io import load_model_and_processor, save_model_and_processor
+from videoreasoner.core.atomic import read_jsonl
+from videoreasoner.training.grpo_video import VISION_TOKENS, VideoGRPOTrainer, merge_video_rows, split_video_rows
+from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
 from stages.rl import to_dataset
-from stages.rewards import build_rewards
-from stages.sft_data import select_records
-from stages.video_inputs import VideoConfig, build_messages, sample_video, user_text
-from stages.video_invariant import VideoInputError, remove_video_invariant
+from videoreasoner.training.rewards import build_rewards
+from videoreasoner.training.sft_data import select_records
+from videoreasoner.video.inputs import VideoConfig, build_messages, sample_video, user_text
+from videoreasoner.video.invariant import VideoInputError, remove_video_invariant
 
 REWARDS = [{"name": "format", "weight": 0.5, "kwargs": {}}, {"name": "accuracy", "weight": 1.0, "kwargs": {}}]
 
@@ -30,7 +30,7 @@ REWARDS = [{"name": "format", "weight": 0.5, "kwargs": {}}, {"name": "accuracy",
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A 2-video workspace and a tiny model saved as models/sft; first 8 reasoning records."""
-    from stages.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
 
     root = make_workspace(tmp_path_factory.mktemp("grpo"), videos={"train": 2})
     records = select_records(read_jsonl(root / "data/validated/train.jsonl"), "reasoning")[:8]

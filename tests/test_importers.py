@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.importers import IMPORTERS
+from videoreasoner.data.importers import IMPORTERS
 from stages.ingest import normalise_entry
-from stages.schema import REQUIRED_FIELDS, RecordError
-from stages.video_io import encode_mp4
+from videoreasoner.core.schema import REQUIRED_FIELDS, RecordError
+from videoreasoner.video.decoding import encode_mp4
 
 FPS, N_FRAMES = 4, 8  # every fixture video lasts 2.0 s
 

@@ -5,17 +5,17 @@ import math
 import numpy as np
 import pytest
 
-from stages.atomic import read_jsonl
-from stages.controls import blank_frames, shuffled_frames
-from stages.inference import Decoding, FrameSource, Generation, load_engine
-from stages.video_inputs import VideoConfig
+from videoreasoner.core.atomic import read_jsonl
+from videoreasoner.inference.controls import blank_frames, shuffled_frames
+from videoreasoner.inference.engines import Decoding, FrameSource, Generation, load_engine
+from videoreasoner.video.inputs import VideoConfig
 from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace
 
 
 def build_tiny_workspace(root):
     """A 3-video world (train, val, test) and a random tiny model saved in root/models/base."""
-    from stages.model_io import save_model_and_processor
-    from stages.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.training.model_io import save_model_and_processor
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
 
     make_workspace(root, videos={"train": 1, "val": 1, "test": 1})
     model, processor = build_tiny(TinyConfig.from_params(TINY_SIZES), read_jsonl(root / "data/validated/train.jsonl"),
@@ -112,7 +112,7 @@ def test_decoding_params_and_backends_are_checked(workspace):
 
 def test_engine_checks_every_forward_for_its_video(engine, records):
     """Generation's prefill carries the video (checked); the cached decoding steps carry none (passed)."""
-    from stages.video_invariant import video_invariant
+    from videoreasoner.video.invariant import video_invariant
 
     hook = video_invariant(engine.model)
     assert hook is not None
@@ -126,7 +126,7 @@ def test_engine_checks_every_forward_for_its_video(engine, records):
 @pytest.fixture()
 def video_dropped(monkeypatch):
     """Every batch the engine encodes loses its pixels (a bug somewhere between processor and model)."""
-    from stages import inference
+    from videoreasoner.inference import engines as inference
 
     encode = inference.processor_inputs
 
@@ -140,8 +140,8 @@ def video_dropped(monkeypatch):
 
 def test_scoring_without_the_video_raises(engine, records, video_dropped, tmp_path):
     from stages.evaluate import evaluate_model, settings
-    from stages.tts_strategies import greedy
-    from stages.video_invariant import VideoInputError
+    from videoreasoner.inference.tts_strategies import greedy
+    from videoreasoner.video.invariant import VideoInputError
 
     with pytest.raises(VideoInputError, match="but no pixel_values_videos"):
         engine.loglik(records[:1], ["<answer>A</answer>"])
@@ -154,8 +154,8 @@ def test_scoring_without_the_video_raises(engine, records, video_dropped, tmp_pa
 
 
 def test_a_prompt_without_its_video_is_named(engine, records, monkeypatch):
-    from stages import inference
-    from stages.video_invariant import VideoInputError
+    from videoreasoner.inference import engines as inference
+    from videoreasoner.video.invariant import VideoInputError
 
     def no_video_block(record, video=None, with_target=True):  # a prompt built without the video
         return [{"role": "user", "content": [{"type": "text", "text": "what happens?"}]}]
@@ -165,9 +165,9 @@ def test_a_prompt_without_its_video_is_named(engine, records, monkeypatch):
 
 
 def test_engines_built_around_any_model_check_it(workspace):
-    from stages.inference import HFEngine
-    from stages.model_io import load_model_and_processor
-    from stages.video_invariant import remove_video_invariant, video_invariant
+    from videoreasoner.inference.engines import HFEngine
+    from videoreasoner.training.model_io import load_model_and_processor
+    from videoreasoner.video.invariant import remove_video_invariant, video_invariant
 
     model, processor = load_model_and_processor(workspace / "models/base")
     remove_video_invariant(model)

@@ -7,11 +7,11 @@ import pytest
 import yaml
 
 from stages import ingest
-from stages.atomic import read_jsonl
-from stages.importers.common import hash_split
-from stages.paths import INGEST_REPORT, INTERIM_RECORDS, SYNTHETIC_ANNOTATIONS
-from stages.schema import REQUIRED_FIELDS, RecordError
-from stages.video_io import encode_mp4
+from videoreasoner.core.atomic import read_jsonl
+from videoreasoner.data.importers.common import hash_split
+from videoreasoner.core.paths import INGEST_REPORT, INTERIM_RECORDS, SYNTHETIC_ANNOTATIONS
+from videoreasoner.core.schema import REQUIRED_FIELDS, RecordError
+from videoreasoner.video.decoding import encode_mp4
 
 
 def make_video(path: Path) -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.atomic import read_jsonl
+from videoreasoner.core.atomic import read_jsonl
 from stages.generate import run
-from stages.video_io import decode_frames
-from stages.world.config import LongConfig, WorldConfig
+from videoreasoner.video.decoding import decode_frames
+from videoreasoner.data.world.config import LongConfig, WorldConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = LongConfig(videos={"test": 2}, duration_s=(20.0, 40.0), events=(1, 3), decoys=(1, 2))
@@ -31,7 +31,7 @@ def world(tmp_path_factory):
 
 
 def test_long_clips_are_annotated_in_the_record_schema(world):
-    from stages.record_checks import check_answer, check_times
+    from videoreasoner.data.record_checks import check_answer, check_times
 
     root, records = world
     long = [r for r in records if r["source"] == "synthetic-world-long/v1"]

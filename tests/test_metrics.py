@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from stages.metrics import aggregate, item_result, paired_difference
-from stages.verifiers import Verdict
+from videoreasoner.answers.metrics import aggregate, item_result, paired_difference
+from videoreasoner.answers.verifiers import Verdict
 
 
 def tg(iou: float) -> dict:

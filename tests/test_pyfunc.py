@@ -1,6 +1,6 @@
 """The pyfunc wrapper: load_context hands model dir, policy and settings to the predictor factory, and
 `load_model("models:/<name>@champion").predict` answers requests given as a DataFrame, a dict or a list.
-A stub predictor stands in for the inference engine (the production path imports stages.inference)."""
+A stub predictor stands in for the inference engine (the production path imports videoreasoner.inference.engines)."""
 import json
 from pathlib import Path
 
@@ -112,14 +112,14 @@ def test_champion_pyfunc_answers_a_question(tmp_path, monkeypatch, video):
 
 @pytest.mark.slow
 def test_production_path_answers_with_a_tiny_model(tmp_path, monkeypatch):
-    """No stub: the pyfunc loads a random tiny Qwen2.5-VL through stages.inference and answers with
-    stages.tts_strategies.answer_with_policy about a generated video (code shipped with the model)."""
+    """No stub: the pyfunc loads a random tiny Qwen2.5-VL through videoreasoner.inference.engines and answers with
+    videoreasoner.inference.tts_strategies.answer_with_policy about a generated video (code shipped with the model)."""
     import mlflow.pyfunc
 
-    from stages.atomic import read_jsonl
-    from stages.model_io import save_model_and_processor
-    from stages.tiny_model import TinyConfig, build_tiny
-    from stages.video_inputs import VideoConfig
+    from videoreasoner.core.atomic import read_jsonl
+    from videoreasoner.training.model_io import save_model_and_processor
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.video.inputs import VideoConfig
     from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace
 
     root = ROOT_DIR

@@ -3,7 +3,7 @@ import copy
 
 import pytest
 
-from stages.record_checks import (
+from videoreasoner.data.record_checks import (
     RECORD_CHECKS,
     check_answer,
     check_boxes,
@@ -14,8 +14,8 @@ from stages.record_checks import (
     check_video,
     format_problem,
 )
-from stages.schema import PROBLEM_TYPES
-from stages.video_io import VideoInfo
+from videoreasoner.core.schema import PROBLEM_TYPES
+from videoreasoner.video.decoding import VideoInfo
 
 BASE = {"id": "r1", "video": "videos/a.mp4", "duration": 4.0, "question": "Where?", "split": "train",
         "source": "synthetic-v1"}

@@ -1,8 +1,8 @@
 """report.html: self-contained (figures as data, no external URL), ladder and TTS curve with the chosen point."""
 import re
 
-from stages.metrics import aggregate
-from stages.report import build_report, read_curve, write_report
+from videoreasoner.answers.metrics import aggregate
+from videoreasoner.inference.report import build_report, read_curve, write_report
 from stages.tts import write_curve
 
 TYPES = ("multiple_choice", "temporal_grounding", "spatio_temporal_grounding")

@@ -22,8 +22,8 @@ import yaml
 
 from stages.bootstrap import BootstrapRun
 from stages.bootstrap import run as bootstrap
-from stages.rewards import DEFAULT_REWARDS, REGISTRY
-from stages.train_common import checkpoint_step, last_checkpoint
+from videoreasoner.training.rewards import DEFAULT_REWARDS, REGISTRY
+from videoreasoner.training.common import checkpoint_step, last_checkpoint
 from tests.helpers_world import TINY_SIZES, VIDEO, distinct_characters_reward, make_workspace, trl_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def _start(workspace: Path, stage: str) -> subprocess.Popen:
            "PYTHONUNBUFFERED": "1"}
     log = open(workspace / f"{stage}.log", "a")
     # The stage's main, with the test reward that changes an untrained model's weights (helpers_world).
-    code = ("import sys, stages.rewards as r, tests.helpers_world as h; "
+    code = ("import sys, videoreasoner.training.rewards as r, tests.helpers_world as h; "
             f"r.REGISTRY['distinct_characters'] = h.distinct_characters_reward; import stages.{stage} as m; "
             "sys.exit(m.main())")
     return subprocess.Popen([sys.executable, "-c", code], cwd=workspace, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -168,10 +168,10 @@ def test_killed_sft_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_killed_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
-    from stages.atomic import read_jsonl
-    from stages.model_io import save_model_and_processor
-    from stages.tiny_model import TinyConfig, build_tiny
-    from stages.video_inputs import VideoConfig
+    from videoreasoner.core.atomic import read_jsonl
+    from videoreasoner.training.model_io import save_model_and_processor
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.video.inputs import VideoConfig
 
     ws = make_workspace(tmp_path, videos={"train": 2})
     records = read_jsonl(ws / "data/validated/train.jsonl")

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.answer_format import format_answer, format_box, format_target, format_time
-from stages.answer_parse import parse_number, parse_span
+from videoreasoner.answers.format import format_answer, format_box, format_target, format_time
+from videoreasoner.answers.parse import parse_number, parse_span
 from stages.generate import records_for
-from stages.rewards import build_rewards
-from stages.schema import OPTION_LETTERS
-from stages.score import score_predictions
-from stages.verifiers import DETAIL_KEYS, evaluation_frame_times, verify
-from stages.world.config import WorldConfig
+from videoreasoner.training.rewards import build_rewards
+from videoreasoner.core.schema import OPTION_LETTERS
+from videoreasoner.answers.score import score_predictions
+from videoreasoner.answers.verifiers import DETAIL_KEYS, evaluation_frame_times, verify
+from videoreasoner.data.world.config import WorldConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 N_VIDEOS = 6
@@ -279,7 +279,7 @@ def honest_completions(rows: list[dict]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 
 def test_records_cover_every_problem_type_and_honest_targets_get_full_marks():
-    from stages.schema import PROBLEM_TYPES
+    from videoreasoner.core.schema import PROBLEM_TYPES
 
     assert {r["problem_type"] for r in RECORDS} == set(PROBLEM_TYPES)
     assert [f.__name__ for f in FUNCS] == ["format", "accuracy", "temporal_iou", "box_iou", "tube_iou"]
@@ -396,7 +396,7 @@ NON_FINITE_TRUTHS: dict[str, Callable[[dict], object]] = {
 
 @pytest.mark.parametrize("corrupt", NON_FINITE_TRUTHS.values(), ids=NON_FINITE_TRUTHS.keys())
 def test_a_non_finite_ground_truth_is_an_error_under_every_reward_and_the_evaluation(corrupt):
-    from stages.schema import RecordError
+    from videoreasoner.core.schema import RecordError
 
     rows = [dict(r, answer=bad) for r in RECORDS if (bad := corrupt(r)) is not None]
     assert rows

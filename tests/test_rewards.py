@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from stages.answer_format import format_target
-from stages.atomic import read_jsonl
-from stages.rewards import DEFAULT_REWARDS, REGISTRY, build_rewards, completion_text
-from stages.schema import PROBLEM_TYPES
-from stages.verifiers import verify
+from videoreasoner.answers.format import format_target
+from videoreasoner.core.atomic import read_jsonl
+from videoreasoner.training.rewards import DEFAULT_REWARDS, REGISTRY, build_rewards, completion_text
+from videoreasoner.core.schema import PROBLEM_TYPES
+from videoreasoner.answers.verifiers import verify
 
 
 def records() -> list[dict]:
@@ -141,7 +141,7 @@ def test_missing_problem_type_column_is_an_error():
 
 
 def test_params_yaml_rewards_section_builds_and_matches_the_default():
-    from stages.params import load_params
+    from videoreasoner.core.params import load_params
     from pathlib import Path
 
     spec = load_params(Path(__file__).resolve().parents[1] / "params.yaml")["rewards"]

@@ -7,9 +7,9 @@ import json
 import pytest
 from helpers_world import TINY_SIZES, VIDEO, make_workspace
 
-from stages.rewards import DEFAULT_REWARDS
+from videoreasoner.training.rewards import DEFAULT_REWARDS
 from stages.rl import VARIANTS, RLRun, curves, resolve_params, rl_records, run
-from stages.train_common import parse_trl_config
+from videoreasoner.training.common import parse_trl_config
 
 REWARDS = DEFAULT_REWARDS
 BASE = {"bf16": False, "fp16": False, "activation_checkpointing": False}
@@ -27,10 +27,10 @@ def rl_params(**overrides) -> dict:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A 2-video workspace with a tiny model as models/sft (what the sft stage would leave)."""
-    from stages.atomic import read_jsonl
-    from stages.model_io import save_model_and_processor
-    from stages.tiny_model import TinyConfig, build_tiny
-    from stages.video_inputs import VideoConfig
+    from videoreasoner.core.atomic import read_jsonl
+    from videoreasoner.training.model_io import save_model_and_processor
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.video.inputs import VideoConfig
 
     root = make_workspace(tmp_path_factory.mktemp("rl"), videos={"train": 2})
     records = read_jsonl(root / "data/validated/train.jsonl")
@@ -81,9 +81,9 @@ def test_curves_have_one_row_per_logged_reward():
 
 def test_run_writes_model_metrics_and_reward_curves(workspace, tmp_path):
     """GSPO + T-GRPO + zero-variance filter, 2 steps: every output in place, the model reloads."""
-    from stages.model_io import load_model_and_processor
+    from videoreasoner.training.model_io import load_model_and_processor
 
-    from stages.atomic import read_jsonl
+    from videoreasoner.core.atomic import read_jsonl
 
     types = ["numerical", "temporal_grounding"]
     cfg = RLRun(rl=rl_params(variant="gspo", temporal_contrast={"enabled": True}, skip_zero_variance_groups=True,

@@ -1,26 +1,26 @@
-"""Frame samplers (stages/samplers.py): equal video tokens at equal budget through the real processor,
+"""Frame samplers (videoreasoner/video/samplers.py): equal video tokens at equal budget through the real processor,
 exact timestamps, change-driven placement, params errors, and the video-token meter."""
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from stages.atomic import read_jsonl
-from stages.samplers import (
+from videoreasoner.core.atomic import read_jsonl
+from videoreasoner.video.samplers import (
     COVERAGE, SAMPLERS, Clip, Selection, change_signal, coverage_gaps, place, processor_size, reduced_size, select,
     video_tokens_for,
 )
-from stages.video_inputs import (
+from videoreasoner.video.inputs import (
     VideoConfig, build_messages, count_video_tokens, processor_inputs, sample_video, video_tokens,
 )
-from stages.video_io import decode_frames
+from videoreasoner.video.decoding import decode_frames
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """One default 8-s clip (4 fps) and one 60-s long clip (1 fps) with their records."""
     from stages.generate import run
-    from stages.world.config import LongConfig, WorldConfig
+    from videoreasoner.data.world.config import LongConfig, WorldConfig
 
     root = tmp_path_factory.mktemp("world")
     run(WorldConfig(seed=3, videos={"val": 1}, workers=1,
@@ -31,7 +31,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def processor(world):
-    from stages.tiny_model import build_processor, corpus_texts, train_tokenizer
+    from videoreasoner.training.tiny_model import build_processor, corpus_texts, train_tokenizer
 
     return build_processor(train_tokenizer(corpus_texts(world[1]), 400), VideoConfig())
 

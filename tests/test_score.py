@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.answer_format import format_target
-from stages.atomic import read_jsonl, write_jsonl
-from stages.score import ScoreInputError, main, score_predictions
+from videoreasoner.answers.format import format_target
+from videoreasoner.core.atomic import read_jsonl, write_jsonl
+from videoreasoner.answers.score import ScoreInputError, main, score_predictions
 
 SAMPLES = Path(__file__).parent / "snapshots" / "sample_records.jsonl"
 

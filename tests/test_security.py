@@ -34,10 +34,10 @@ SECRET_KEY_RE = re.compile(r"(^|[_.-])(password|passwd|pwd|token|secret|api_?key
 def tiny_dir(tmp_path_factory) -> Path:
     """A saved tiny Qwen2.5-VL checkpoint (model.safetensors + processor), built from world records."""
     from stages.generate import records_for
-    from stages.model_io import save_model_and_processor
-    from stages.tiny_model import TinyConfig, build_tiny
-    from stages.video_inputs import VideoConfig
-    from stages.world.config import WorldConfig
+    from videoreasoner.training.model_io import save_model_and_processor
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.data.world.config import WorldConfig
     from tests.helpers_world import TINY_SIZES
 
     records = [r for i in range(1) for r in records_for(WorldConfig(), "train", i)]
@@ -64,7 +64,7 @@ def test_the_loader_reads_safetensors_and_refuses_a_pickle_only_checkpoint(tiny_
     import torch
     from safetensors.torch import load_file
 
-    from stages.model_io import load_model_and_processor
+    from videoreasoner.training.model_io import load_model_and_processor
 
     assert (tiny_dir / "model.safetensors").is_file()
     model, _ = load_model_and_processor(tiny_dir)  # control: the safetensors checkpoint loads
@@ -81,7 +81,7 @@ def test_the_loader_reads_safetensors_and_refuses_a_pickle_only_checkpoint(tiny_
 
 @pytest.mark.parametrize("overrides", [{"use_safetensors": False}, {"trust_remote_code": True}])
 def test_the_loader_cannot_be_talked_out_of_safetensors_or_into_remote_code(tiny_dir, overrides):
-    from stages.model_io import load_model_and_processor
+    from videoreasoner.training.model_io import load_model_and_processor
 
     with pytest.raises(ValueError, match="not allowed"):
         load_model_and_processor(tiny_dir, model_kwargs=overrides)
@@ -93,7 +93,7 @@ def test_the_loader_cannot_be_talked_out_of_safetensors_or_into_remote_code(tiny
 def test_code_shipped_with_a_checkpoint_is_never_run(tiny_dir, tmp_path):
     """A checkpoint whose config names its own modelling code (auto_map) loads with the library class;
     the shipped module is never imported (it would leave a marker file)."""
-    from stages.model_io import load_model_and_processor
+    from videoreasoner.training.model_io import load_model_and_processor
 
     evil = tmp_path / "evil"
     shutil.copytree(tiny_dir, evil)
@@ -130,7 +130,7 @@ def test_no_code_path_trusts_remote_code():
 
 
 def test_the_vllm_backend_also_loads_safetensors_only(tiny_dir, monkeypatch):
-    from stages import inference
+    from videoreasoner.inference import engines as inference
 
     built: list[dict] = []
     fake = types.ModuleType("vllm")
@@ -168,8 +168,8 @@ def test_config_files_hold_no_credentials(name):
 
 def test_stage_run_never_logs_the_tracking_password(tmp_path, monkeypatch, caplog, capfd):
     import mlflow
-    from stages.params import load_params
-    from stages.tracking import stage_run
+    from videoreasoner.core.params import load_params
+    from videoreasoner.core.tracking import stage_run
 
     monkeypatch.chdir(tmp_path)  # the default artifact dir and dvc.lock are relative to the workspace
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -198,7 +198,7 @@ def test_stage_run_never_logs_the_tracking_password(tmp_path, monkeypatch, caplo
 ])
 def test_tracking_uris_lose_their_credentials_before_any_log_line(text, expected):
     """The stage runs, `vr pipeline` and `vr registry` log the tracking URI only through this."""
-    from stages.tracking import redact
+    from videoreasoner.core.tracking import redact
 
     assert redact(text) == expected
 

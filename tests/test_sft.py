@@ -4,13 +4,13 @@ import math
 
 import pytest
 
-from stages.atomic import read_jsonl
+from videoreasoner.core.atomic import read_jsonl
 from stages.bootstrap import BootstrapRun
 from stages.bootstrap import run as bootstrap
 from stages.sft import SFTRun, run
-from stages.sft_data import IGNORE_INDEX, VideoSFTCollator, select_records, to_dataset
-from stages.train_common import parse_trl_config, prepare_checkpoints
-from stages.video_inputs import VideoConfig, assistant_text
+from videoreasoner.training.sft_data import IGNORE_INDEX, VideoSFTCollator, select_records, to_dataset
+from videoreasoner.training.common import parse_trl_config, prepare_checkpoints
+from videoreasoner.video.inputs import VideoConfig, assistant_text
 from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace, trl_params
 
 
@@ -41,7 +41,7 @@ def test_reasoning_records_exclude_perception_items():
 
 
 def test_labels_are_the_assistant_target_only(workspace):
-    from stages.model_io import load_model_and_processor
+    from videoreasoner.training.model_io import load_model_and_processor
 
     root = workspace
     _, processor = load_model_and_processor(root / "models/base")
@@ -82,7 +82,7 @@ def test_checkpoints_of_another_configuration_are_not_resumed(tmp_path):
 def test_sft_trains_saves_and_logs_to_mlflow(workspace, monkeypatch, tmp_path):
     import mlflow
 
-    from stages.model_io import load_model_and_processor
+    from videoreasoner.training.model_io import load_model_and_processor
 
     root = workspace
     monkeypatch.chdir(tmp_path)
@@ -108,7 +108,7 @@ def test_sft_trains_saves_and_logs_to_mlflow(workspace, monkeypatch, tmp_path):
 def test_frozen_vision_tower_is_saved_unchanged_and_the_rest_trains(workspace):
     import torch
 
-    from stages.model_io import load_model_and_processor
+    from videoreasoner.training.model_io import load_model_and_processor
 
     root = workspace
     run(sft_run(root, {**trl_params(2), "learning_rate": 1e-2, "freeze_vision": True}, out="models/sft_frozen",
@@ -123,7 +123,7 @@ def test_frozen_vision_tower_is_saved_unchanged_and_the_rest_trains(workspace):
 
 def test_length_grouped_batches_get_the_length_column_they_sort_on(workspace):
     """TRL drops columns outside its signature; group_by_length needs `length`, added only then."""
-    from stages.model_io import load_model_and_processor
+    from videoreasoner.training.model_io import load_model_and_processor
     from stages.sft import with_lengths
 
     root = workspace
@@ -137,7 +137,7 @@ def test_length_grouped_batches_get_the_length_column_they_sort_on(workspace):
 
 
 def test_lora_run_saves_merged_weights(workspace):
-    from stages.model_io import load_model_and_processor
+    from videoreasoner.training.model_io import load_model_and_processor
 
     root = workspace
     lora = {"enabled": True, "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
@@ -155,8 +155,8 @@ def test_default_params_sections_parse():
     from trl import SFTConfig
 
     from stages.sft import split_params
-    from stages.tiny_model import TinyConfig
-    from stages.train_common import lora_config
+    from videoreasoner.training.tiny_model import TinyConfig
+    from videoreasoner.training.common import lora_config
 
     root = Path(__file__).resolve().parents[1]
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -171,7 +171,7 @@ def test_default_params_sections_parse():
 
 def test_trainer_forward_receives_the_video_tensors(workspace, tmp_path):
     """The loss forward must see the pixels and their timing (TRL's GRPO trainer silently drops them)."""
-    from stages.model_io import load_model_and_processor
+    from videoreasoner.training.model_io import load_model_and_processor
     from stages.sft import train
 
     root = workspace
@@ -190,8 +190,8 @@ def test_model_version_follows_the_weights_not_only_the_config(tmp_path, monkeyp
     a byte-identical copy gets the same one; big weight files are identified from sampled chunks."""
     import shutil
 
-    from stages import train_common
-    from stages.train_common import model_digest
+    from videoreasoner.training import common as train_common
+    from videoreasoner.training.common import model_digest
 
     a = tmp_path / "a"
     a.mkdir()

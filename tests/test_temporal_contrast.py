@@ -5,8 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from stages.rewards import build_rewards
-from stages.temporal_contrast import (
+from videoreasoner.training.rewards import build_rewards
+from videoreasoner.training.temporal_contrast import (
     TemporalContrastConfig, group_accuracy, shuffled_order, task_rewards, temporal_contrast_reward,
 )
 
@@ -71,13 +71,13 @@ def test_config_from_params():
 def test_trainer_scores_rollouts_on_shuffled_frames(tmp_path):
     """The shuffled pass encodes permuted frames and turns its verdicts into per-group accuracy."""
     from helpers_world import TINY_SIZES, VIDEO, make_workspace
-    from stages.atomic import read_jsonl
-    from stages.model_io import load_model_and_processor, save_model_and_processor
+    from videoreasoner.core.atomic import read_jsonl
+    from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
     from stages.rl import to_dataset
-    from stages.sft_data import select_records
-    from stages.temporal_contrast import TemporalContrastGRPOTrainer
-    from stages.tiny_model import TinyConfig, build_tiny
-    from stages.video_inputs import VideoConfig
+    from videoreasoner.training.sft_data import select_records
+    from videoreasoner.training.temporal_contrast import TemporalContrastGRPOTrainer
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.video.inputs import VideoConfig
     from trl import GRPOConfig
 
     root = make_workspace(tmp_path, videos={"train": 1})

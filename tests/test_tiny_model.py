@@ -1,14 +1,14 @@
 """The tiny default: tokenizer, processor and model are standard transformers objects that round-trip."""
 import pytest
 
-from stages.atomic import read_jsonl
-from stages.video_inputs import VideoConfig, build_messages, processor_inputs, sample_video
+from videoreasoner.core.atomic import read_jsonl
+from videoreasoner.video.inputs import VideoConfig, build_messages, processor_inputs, sample_video
 from tests.helpers_world import TINY_SIZES, make_workspace
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from stages.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
 
     root = make_workspace(tmp_path_factory.mktemp("world"), videos={"train": 2, "val": 1})
     records = read_jsonl(root / "data/validated/train.jsonl")
@@ -17,7 +17,7 @@ def built(tmp_path_factory):
 
 
 def test_special_tokens_are_single_ids_and_text_round_trips(built):
-    from stages.tiny_model import SPECIAL_TOKENS
+    from videoreasoner.training.tiny_model import SPECIAL_TOKENS
 
     _, records, _, processor = built
     tok = processor.tokenizer
@@ -55,7 +55,7 @@ def test_model_settings_agree_with_tokenizer_and_processor(built):
 def test_save_and_load_through_the_one_loader_gives_the_same_logits(built, tmp_path):
     import torch
 
-    from stages.model_io import load_model_and_processor, save_model_and_processor
+    from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
 
     root, records, model, processor = built
     save_model_and_processor(model, processor, tmp_path / "base")
@@ -74,7 +74,7 @@ def test_save_and_load_through_the_one_loader_gives_the_same_logits(built, tmp_p
 
 
 def test_unknown_tiny_size_is_rejected():
-    from stages.tiny_model import TinyConfig
+    from videoreasoner.training.tiny_model import TinyConfig
 
     with pytest.raises(ValueError, match="unknown key 'hiddn_size'"):
         TinyConfig.from_params({"hiddn_size": 3})
@@ -85,9 +85,9 @@ def test_pixel_statistics_reach_the_saved_processor_and_the_background_enters_as
     background as the mean, a background-only patch is all zeros (what the frozen random tower needs)."""
     import numpy as np
 
-    from stages.model_io import load_model_and_processor, save_model_and_processor
-    from stages.tiny_model import build_processor
-    from stages.world.config import BACKGROUND
+    from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
+    from videoreasoner.training.tiny_model import build_processor
+    from videoreasoner.data.world.config import BACKGROUND
 
     root, records, model, processor = built
     mean, std = [BACKGROUND[0] / 255] * 3, [0.5] * 3
@@ -106,7 +106,7 @@ def test_pixel_statistics_reach_the_saved_processor_and_the_background_enters_as
 @pytest.mark.parametrize("bad", [{"pixel_mean": [0.1, 0.1]}, {"pixel_std": [0.5, 0.0, 0.5]},
                                  {"pixel_mean": "0.1"}])
 def test_bad_pixel_statistics_are_rejected(bad):
-    from stages.tiny_model import TinyConfig
+    from videoreasoner.training.tiny_model import TinyConfig
 
     with pytest.raises(ValueError, match=f"model.tiny.{next(iter(bad))}"):
         TinyConfig.from_params(bad)
@@ -115,7 +115,7 @@ def test_bad_pixel_statistics_are_rejected(bad):
 def test_freezing_the_vision_tower_leaves_the_language_model_trainable(built):
     import copy
 
-    from stages.train_common import freeze_vision_tower
+    from videoreasoner.training.common import freeze_vision_tower
 
     model = copy.deepcopy(built[2])
     frozen = freeze_vision_tower(model)
@@ -130,7 +130,7 @@ def test_freezing_the_vision_tower_leaves_the_language_model_trainable(built):
 def test_format_tags_are_whole_tokens_apart_from_the_answer(built):
     """'<answer>C</answer>' must not tokenize as '>C' (Qwen's pre-tokenizer glues punctuation to letters):
     the tag, the answer and the closing tag are separate tokens, and the tags survive decoding."""
-    from stages.answer_format import FORMAT_TAGS
+    from videoreasoner.answers.format import FORMAT_TAGS
 
     tokenizer = built[3].tokenizer
     text = "<think>I see a red square.</think><answer>C</answer>"

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from stages.answer_format import format_target
-from stages.atomic import write_jsonl
-from stages.inference import Generation
+from videoreasoner.answers.format import format_target
+from videoreasoner.core.atomic import write_jsonl
+from videoreasoner.inference.engines import Generation
 from stages.tts import TTSRun, choose_point, metric_value, run, settings, with_sampler
 from tests.test_tts_strategies import FakeEngine, FakeFrames
 
@@ -160,7 +160,7 @@ def test_sampler_is_a_sweep_axis_and_the_policy_names_it(tmp_path):
     same = FakeEngine(None, frames=FakeFrames())
     assert with_sampler(same, "uniform") is same and with_sampler(same, None) is same
     # the registered model answers through apply_policy: it applies the policy's sampler too
-    from stages.tts_strategies import apply_policy
+    from videoreasoner.inference.tts_strategies import apply_policy
 
     engine.calls.clear()
     apply_policy(engine, records()[:2], policy)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from stages import validate
-from stages.atomic import write_jsonl
-from stages.expectations import CHECK_COLUMNS, build_expectations
-from stages.paths import INTERIM_RECORDS, VALIDATED_DIR, VALIDATION_RESULT, split_file
+from videoreasoner.core.atomic import write_jsonl
+from videoreasoner.data.expectations import CHECK_COLUMNS, build_expectations
+from videoreasoner.core.paths import INTERIM_RECORDS, VALIDATED_DIR, VALIDATION_RESULT, split_file
 from stages.validate import ValidateConfig, ValidationFailed, run
-from stages.video_io import encode_mp4
+from videoreasoner.video.decoding import encode_mp4
 
 FAST = ValidateConfig(workers=1, data_docs=False)  # Data Docs are checked once, in the success/failure tests
 FPS, N_FRAMES, SIZE = 4, 8, 32  # 2.0 s clips

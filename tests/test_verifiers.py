@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.answer_format import format_target
-from stages.atomic import read_jsonl
-from stages.schema import RecordError
-from stages.verifiers import (
+from videoreasoner.answers.format import format_target
+from videoreasoner.core.atomic import read_jsonl
+from videoreasoner.core.schema import RecordError
+from videoreasoner.answers.verifiers import (
     DETAIL_KEYS,
     box_iou,
     evaluation_frame_times,

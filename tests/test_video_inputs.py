@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from stages.video_inputs import (
+from videoreasoner.video.inputs import (
     VideoConfig, build_messages, num_frames, processor_inputs, sample_indices, sample_video,
 )
 from tests.helpers_world import make_workspace
@@ -11,14 +11,14 @@ from tests.helpers_world import make_workspace
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = make_workspace(tmp_path_factory.mktemp("world"), videos={"train": 1, "val": 1})
-    from stages.atomic import read_jsonl
+    from videoreasoner.core.atomic import read_jsonl
 
     return root, read_jsonl(root / "data/validated/train.jsonl")
 
 
 @pytest.fixture(scope="module")
 def processor(world):
-    from stages.tiny_model import build_processor, train_tokenizer, corpus_texts
+    from videoreasoner.training.tiny_model import build_processor, train_tokenizer, corpus_texts
 
     _, records = world
     return build_processor(train_tokenizer(corpus_texts(records), 400), VideoConfig())
@@ -88,7 +88,7 @@ def test_second_per_grid_ts_is_temporal_patch_over_sampled_fps(world, processor,
 
 
 def test_assistant_mask_covers_exactly_the_target_and_its_end_token(world, processor):
-    from stages.video_inputs import assistant_text
+    from videoreasoner.video.inputs import assistant_text
 
     root, records = world
     record = records[0]

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from helpers_world import TINY_SIZES, VIDEO, make_workspace, trl_params
-from stages.atomic import read_jsonl
-from stages.sft_data import VideoSFTCollator, select_records, to_dataset
-from stages.video_inputs import VideoConfig
-from stages.video_invariant import (
+from videoreasoner.core.atomic import read_jsonl
+from videoreasoner.training.sft_data import VideoSFTCollator, select_records, to_dataset
+from videoreasoner.video.inputs import VideoConfig
+from videoreasoner.video.invariant import (
     VideoInputError, VideoInvariant, check_rows_have_video, install_video_invariant, remove_video_invariant,
     video_invariant,
 )
@@ -90,8 +90,8 @@ def test_rows_without_a_video_are_named():
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A 2-video workspace, a tiny model saved as models/sft, and its first 4 reasoning records."""
-    from stages.model_io import load_model_and_processor, save_model_and_processor
-    from stages.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
 
     root = make_workspace(tmp_path_factory.mktemp("invariant"), videos={"train": 2})
     records = select_records(read_jsonl(root / "data/validated/train.jsonl"), "reasoning")[:4]
@@ -177,7 +177,7 @@ def to_dataset_rl(records):
 
 def test_a_grpo_loss_forward_that_drops_the_video_raises(world, tmp_path, monkeypatch):
     """The stock-TRL failure, reproduced inside VideoGRPOTrainer: the log-prob forwards lose the pixels."""
-    from stages import grpo_video
+    from videoreasoner.training import grpo_video
     from test_grpo_video import video_trainer
 
     merge = grpo_video.merge_video_rows
@@ -189,7 +189,7 @@ def test_a_grpo_loss_forward_that_drops_the_video_raises(world, tmp_path, monkey
 
 
 def test_sft_step_grpo_step_and_generation_pass_with_the_check(world, tmp_path):
-    from stages.model_io import load_model_and_processor
+    from videoreasoner.training.model_io import load_model_and_processor
     from stages.sft import train
     from test_grpo_video import video_trainer
 

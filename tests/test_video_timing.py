@@ -10,9 +10,9 @@ import av
 import numpy as np
 import pytest
 
-from stages.record_checks import check_video, timing_report
-from stages.video_inputs import VideoConfig, sample_video
-from stages.video_io import VideoError, probe, read_frames
+from videoreasoner.data.record_checks import check_video, timing_report
+from videoreasoner.video.inputs import VideoConfig, sample_video
+from videoreasoner.video.decoding import VideoError, probe, read_frames
 
 W, H = 64, 48
 

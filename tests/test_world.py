@@ -6,9 +6,9 @@ from dataclasses import replace
 import pytest
 
 from stages.generate import records_for, run, scene_for
-from stages.schema import PROBLEM_TYPES
-from stages.world.config import WorldConfig
-from stages.world.questions import fmt_s
+from videoreasoner.core.schema import PROBLEM_TYPES
+from videoreasoner.data.world.config import WorldConfig
+from videoreasoner.data.world.questions import fmt_s
 
 SMALL = WorldConfig(seed=3, videos={"train": 6, "val": 2, "test": 4}, workers=1)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from stages.generate import run, scene_for
-from stages.video_io import decode_frames
-from stages.world.config import PALETTE, WorldConfig
+from videoreasoner.video.decoding import decode_frames
+from videoreasoner.data.world.config import PALETTE, WorldConfig
 
 CFG = WorldConfig(seed=7, videos={"test": 24}, workers=1, distractors=(1, 2))
 MIN_PIXELS = 30  # an object is never smaller than ~2 r^2 = 288 px; compression noise stays far below this

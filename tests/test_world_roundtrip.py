@@ -4,10 +4,10 @@ from dataclasses import replace
 
 import pytest
 
-from stages.answer_format import format_direct_target, format_target
+from videoreasoner.answers.format import format_direct_target, format_target
 from stages.generate import records_for
-from stages.verifiers import verify
-from stages.world.config import WorldConfig
+from videoreasoner.answers.verifiers import verify
+from videoreasoner.data.world.config import WorldConfig
 
 CFG = replace(WorldConfig(seed=11, workers=1), boundary_grid_s=0.25)
 RECORDS = [r for i in range(12) for r in records_for(CFG, "train", i)]

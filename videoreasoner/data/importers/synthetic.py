@@ -1,0 +1,33 @@
+"""The synthetic world's annotations.jsonl: already unified records; only ids, paths and source change.
+
+Each row's `video` is relative to the annotation file's directory (data/raw/synthetic) and is rewritten
+relative to the workspace root; the row keeps its own `split` unless the source entry sets one, and its
+own `source` (the generator writes name and version, e.g. "synthetic-world/v1") unless the entry has a
+`version` (then "<name>@<version>", as for other formats). Ids become "<name>:<row id>".
+Durations are taken as written by the generator (the validate stage checks them against the files).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from videoreasoner.data.importers.common import read_lines, record, video_ref
+from videoreasoner.core.schema import Record, RecordError
+
+_REPLACED = ("id", "video", "split", "source")
+
+
+def load(entry: dict) -> Iterator[Record]:
+    for where, line in read_lines(entry):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise RecordError(where, "(entry)", f"expected a JSON object, got {type(row).__name__}")
+        if not isinstance(row.get("id"), (str, int)) or row.get("id") == "":
+            raise RecordError(where, "id", "missing or not a string")
+        video = video_ref(entry, row.get("video"), where, "video")
+        rest = {k: v for k, v in row.items() if k not in _REPLACED}
+        source = row.get("source") if entry.get("version") is None else None
+        yield record(entry, where, row["id"], video, own_split=row.get("split"), source=source, **rest)

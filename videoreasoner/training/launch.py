@@ -1,0 +1,120 @@
+"""Start a training stage under the launcher params `compute` names: `python -m videoreasoner.training.launch sft`.
+
+  launcher: python       ->  python -m stages.<stage>
+  launcher: accelerate   ->  accelerate launch --config_file <accelerate_config> --num_processes N -m stages.<stage>
+  launcher: deepspeed    ->  deepspeed --num_gpus N --module stages.<stage>
+
+The DeepSpeed configuration (`compute.deepspeed_config`, a file in infra/deepspeed/ whose "auto" fields
+TRL fills from the stage's config) reaches the trainer the same way under every launcher: as TRL's
+`deepspeed=` argument (`ComputeConfig.trainer_overrides`). A single `python` process with a DeepSpeed
+config (or one accelerate process) gets the rank-0-of-1 rendezvous variables that DeepSpeed needs to
+start its process group (else it looks for MPI).
+CPU default: python, one process, float32, no DeepSpeed.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+LAUNCHERS = ("python", "accelerate", "deepspeed")
+TRAINING_STAGES = ("bootstrap", "sft", "rl")
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """params `compute`. num_processes: processes (one per GPU); main_process_port: the rendezvous TCP
+    port; dtype: weights dtype of the loaded model (float32 on CPU); torch_threads: CPU threads per
+    process (OMP_NUM_THREADS of the launched stage; null leaves torch's default, one per core). On a
+    shared or busy CPU, one thread avoids OpenMP threads waiting on each other (measured: 12 s vs 0.8 s
+    per alignment step on 2 loaded cores)."""
+
+    launcher: str = "python"
+    num_processes: int = 1
+    deepspeed_config: str | None = None
+    accelerate_config: str | None = None
+    main_process_port: int = 29500
+    dtype: str = "float32"
+    torch_threads: int | None = None
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> "ComputeConfig":
+        params = dict(params or {})
+        known = {f.name for f in fields(cls)}
+        if unknown := sorted(set(params) - known):
+            raise ValueError(f"params compute: unknown key '{unknown[0]}' (known: {sorted(known)})")
+        cfg = cls(**params)
+        if cfg.launcher not in LAUNCHERS:
+            raise ValueError(f"params compute.launcher: unknown {cfg.launcher!r} (known: {LAUNCHERS})")
+        if cfg.num_processes < 1:
+            raise ValueError("params compute.num_processes must be >= 1")
+        if cfg.torch_threads is not None and (not isinstance(cfg.torch_threads, int) or cfg.torch_threads < 1):
+            raise ValueError("params compute.torch_threads must be null or an integer >= 1")
+        if cfg.launcher == "python" and cfg.num_processes != 1:
+            raise ValueError("params compute: launcher 'python' runs one process; use accelerate or deepspeed")
+        for name in ("deepspeed_config", "accelerate_config"):
+            path = getattr(cfg, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"params compute.{name}: {path} does not exist")
+        return cfg
+
+    def trainer_overrides(self) -> dict[str, Any]:
+        """TRL/transformers config fields this compute setting implies (the DeepSpeed config path)."""
+        return {"deepspeed": self.deepspeed_config} if self.deepspeed_config else {}
+
+
+def build_command(stage: str, compute: ComputeConfig, python: str = sys.executable) -> list[str]:
+    """The command line that runs `stages.<stage>` under the configured launcher."""
+    if stage not in TRAINING_STAGES:
+        raise ValueError(f"unknown training stage {stage!r} (known: {TRAINING_STAGES})")
+    module = f"stages.{stage}"
+    if compute.launcher == "python":
+        return [python, "-m", module]
+    if compute.launcher == "accelerate":
+        cmd = [python, "-m", "accelerate.commands.launch"]
+        if compute.accelerate_config:
+            cmd += ["--config_file", compute.accelerate_config]
+        return cmd + ["--num_processes", str(compute.num_processes),
+                      "--main_process_port", str(compute.main_process_port), "-m", module]
+    runner = Path(python).parent / "deepspeed"  # the venv's launcher, beside its python
+    return [str(runner) if runner.is_file() else "deepspeed", "--num_gpus", str(compute.num_processes),
+            "--master_port", str(compute.main_process_port), "--module", module]
+
+
+def launch_env(compute: ComputeConfig, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of the launched stage: DS_BUILD_OPS=0 (JIT ops only), OMP_NUM_THREADS from
+    compute.torch_threads, and for a single process with a
+    DeepSpeed config outside the deepspeed launcher the rank-0-of-1 rendezvous variables (unless set)."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault("DS_BUILD_OPS", "0")
+    if compute.torch_threads:
+        env["OMP_NUM_THREADS"] = str(compute.torch_threads)
+    if compute.deepspeed_config and compute.num_processes == 1 and compute.launcher != "deepspeed":
+        for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(compute.main_process_port)}.items():
+            env.setdefault(key, value)
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    from videoreasoner.core.params import section
+
+    parser = argparse.ArgumentParser(prog="python -m videoreasoner.training.launch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=TRAINING_STAGES)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    compute = ComputeConfig.from_params(section("compute"))
+    cmd = build_command(args.stage, compute)
+    log.info("launch: %s", " ".join(cmd))
+    return subprocess.call(cmd, env=launch_env(compute))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
