@@ -135,7 +135,7 @@ def video_dropped(monkeypatch):
         del batch["pixel_values_videos"]
         return batch
     monkeypatch.setattr(inference, "processor_inputs", without_pixels)
-    monkeypatch.setattr(inference, "_repeat_rows", lambda batch, n, device: dict(batch))
+    monkeypatch.setattr(inference, "repeat_rows", lambda batch, n, device: dict(batch))
 
 
 def test_scoring_without_the_video_raises(engine, records, video_dropped, tmp_path):

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from videoreasoner.inference.hf_batching import LogprobRecorder, repeat_rows
 from videoreasoner.video.inputs import (
     VIDEO_KEYS, VISION_TOKENS, SampledVideo, VideoConfig, build_messages, processor_inputs, sample_video,
 )
@@ -144,53 +145,6 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="item", disable=not enabled, leave=False, mininterval=2.0)
 
 
-def _split_rows(batch) -> list[dict]:
-    """Per-row video tensors of a processor batch with one video per row."""
-    grid = batch["video_grid_thw"]
-    pixels = batch["pixel_values_videos"].split(grid.prod(dim=-1).tolist(), dim=0)
-    return [{"pixel_values_videos": pixels[i], "video_grid_thw": grid[i:i + 1],
-             "second_per_grid_ts": batch["second_per_grid_ts"][i:i + 1]} for i in range(len(pixels))]
-
-
-def _repeat_rows(batch, n: int, device) -> dict:
-    """The batch with every row repeated n times (rows i*n .. i*n+n-1 are copies of row i), video tensors
-    included (generate's own expansion would interleave the flattened patches of different videos)."""
-    import torch
-
-    out = {k: v.repeat_interleave(n, dim=0).to(device) for k, v in batch.items()
-           if k not in VIDEO_KEYS and hasattr(v, "repeat_interleave")}
-    rows = [row for row in _split_rows(batch) for _ in range(n)]
-    for key in VIDEO_KEYS:
-        out[key] = torch.cat([row[key] for row in rows]).to(device)
-    return out
-
-
-class _LogprobRecorder:
-    """A logits processor that records log p(token) of each chosen token from the logits it sees
-    (after vision-token suppression, before temperature/top-k/top-p). Keeps one step in memory."""
-
-    def __init__(self, prompt_len: int):
-        self.prompt_len = prompt_len
-        self.steps: list = []
-        self._last = None
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        if self._last is not None:
-            self.steps.append(self._last.gather(1, input_ids[:, -1:]).squeeze(1))
-        self._last = torch.log_softmax(scores.float(), dim=-1)
-        return scores
-
-    def finish(self, sequences):
-        import torch
-
-        if self._last is not None and sequences.shape[1] > self.prompt_len + len(self.steps):
-            self.steps.append(self._last.gather(1, sequences[:, -1:]).squeeze(1))
-        self._last = None
-        return torch.stack(self.steps, dim=1) if self.steps else sequences.new_zeros((len(sequences), 0)).float()
-
-
 class HFEngine:
     """transformers backend. batch_size counts sequences per forward (prompts × samples)."""
 
@@ -250,8 +204,8 @@ class HFEngine:
             for start in range(0, len(records), per_batch):
                 chunk = records[start:start + per_batch]
                 batch = self._encode(chunk, frames)
-                inputs = _repeat_rows(batch, n, self.model.device)
-                recorder = _LogprobRecorder(inputs["input_ids"].shape[1])
+                inputs = repeat_rows(batch, n, self.model.device)
+                recorder = LogprobRecorder(inputs["input_ids"].shape[1])
                 if decoding.do_sample:
                     torch.manual_seed(decoding.seed + start)
                 sampling = dict(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p,
