@@ -110,6 +110,27 @@ def test_champion_pyfunc_answers_a_question(tmp_path, monkeypatch, video):
         {"video": str(outside), "question": "Which colour?"})) == 1
 
 
+def test_a_version_registered_before_the_library_moved_still_loads_and_answers(tmp_path, video):
+    """Registered versions must outlive refactors. tests/fixtures/pyfunc_v0 holds the MLmodel, pickle and
+    artifacts of a version registered by the code of commit 8649436 (before the library moved from stages/
+    to videoreasoner/ and flows/registry.py was split), with tests/pyfunc_stub.py's factory instead of a
+    model. Its python_model.pkl names flows.pyfunc_model.VideoReasonerModel by module path and holds the
+    wrapper's attributes: moving or renaming that class, or the attributes load_context reads, would
+    leave every registered version unloadable. Today's code loads it and answers one request."""
+    import shutil
+
+    import mlflow.pyfunc
+
+    from flows.pyfunc_model import VideoReasonerModel
+
+    copy = shutil.copytree(ROOT_DIR / "tests/fixtures/pyfunc_v0", tmp_path / "pyfunc_v0")  # loading may write
+    model = mlflow.pyfunc.load_model(str(copy), model_config={"video_roots": [str(video.parent)]})
+    assert isinstance(model.unwrap_python_model(), VideoReasonerModel)
+    out = model.predict({"video": str(video), "question": "Which colour?", "problem_type": "multiple_choice",
+                         "options": ["red", "blue"]})
+    assert list(out) == ["<think>multiple_choice at 2.0 fps</think><answer>B</answer>"]
+
+
 @pytest.mark.slow
 def test_production_path_answers_with_a_tiny_model(tmp_path, monkeypatch):
     """No stub: the pyfunc loads a random tiny Qwen2.5-VL through videoreasoner.inference.engines and answers with
