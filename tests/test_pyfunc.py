@@ -112,11 +112,12 @@ def test_champion_pyfunc_answers_a_question(tmp_path, monkeypatch, video):
 
 def test_a_version_registered_before_the_library_moved_still_loads_and_answers(tmp_path, video):
     """Registered versions must outlive refactors. tests/fixtures/pyfunc_v0 holds the MLmodel, pickle and
-    artifacts of a version registered by the code of commit 8649436 (before the library moved from stages/
-    to videoreasoner/ and flows/registry.py was split), with tests/pyfunc_stub.py's factory instead of a
-    model. Its python_model.pkl names flows.pyfunc_model.VideoReasonerModel by module path and holds the
-    wrapper's attributes: moving or renaming that class, or the attributes load_context reads, would
-    leave every registered version unloadable. Today's code loads it and answers one request."""
+    artifacts of a version registered by the code of commit 8649436 (before the library moved from
+    stages/ to videoreasoner/ and flows/registry.py was split), with the factory of
+    tests/fixtures/pyfunc_stub.py instead of a model. Its python_model.pkl names
+    flows.pyfunc_model.VideoReasonerModel by module path and holds the wrapper's attributes: moving or
+    renaming that class, or the attributes load_context reads, would leave every registered version
+    unloadable. Today's code loads it and answers one request."""
     import shutil
 
     import mlflow.pyfunc
@@ -140,7 +141,7 @@ def test_production_path_answers_with_a_tiny_model(tmp_path, monkeypatch):
     from videoreasoner.core.atomic import read_jsonl
     from videoreasoner.training.model_io import save_model_and_processor
     from videoreasoner.training.tiny_model import TinyConfig, build_tiny
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
     from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace
 
     root = ROOT_DIR
