@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from videoreasoner.inference.engines import Decoding, FrameSource, HFEngine
     from videoreasoner.training.sft_data import select_records
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
 
     params = load_params(ROOT / "params.yaml")
     ev, tts = params["eval"], params["tts"]

@@ -53,7 +53,7 @@ def ladder(models: list[str], records: list[dict], params: dict, shuffled: bool,
     from videoreasoner.inference.controls import control_transform
     from videoreasoner.inference.engines import Decoding, load_engine
     from videoreasoner.answers.metrics import aggregate, paired_difference
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
 
     video = VideoConfig.from_params(params["video"])
     ev = params["eval"]
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
 def _smoke_models(work: Path, params: dict) -> list[str]:
     from videoreasoner.training.model_io import save_model_and_processor
     from videoreasoner.training.tiny_model import TinyConfig, build_tiny
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
 
     records = make_world(work, params, {"train": 1, "val": 0, "test": 1})
     video = VideoConfig.from_params(params["video"])

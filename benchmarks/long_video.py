@@ -116,7 +116,7 @@ def main() -> None:
 
     from videoreasoner.video.samplers import SAMPLERS
     from videoreasoner.training.tiny_model import build_processor, corpus_texts, train_tokenizer
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
     from videoreasoner.data.world.config import WorldConfig
 
     params = load_params(ROOT / "params.yaml")

@@ -70,7 +70,7 @@ def load_model(params: dict, records: list[dict], model_path: str | None):
     (without its perception alignment: throughput does not depend on the weights' values)."""
     from videoreasoner.training.model_io import load_model_and_processor
     from videoreasoner.training.tiny_model import TinyConfig, build_tiny
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
 
     if model_path:
         return load_model_and_processor(model_path, params["compute"].get("dtype", "float32"))
@@ -149,7 +149,7 @@ def sft_throughput(model, processor, records, work: Path, params: dict, sft: dic
     time (the CPU share hardly moves with the load of a shared machine; with DataLoader workers it
     counts only the main process)."""
     from stages.sft import train
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
 
     counter, ends = TokenCounter(), step_ends()
     handle = model.register_forward_pre_hook(counter, with_kwargs=True)
@@ -180,7 +180,7 @@ def sft_input_share(model, processor, records, work: Path, params: dict, sft: di
     from transformers import TrainerCallback
 
     from stages.sft import train
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
 
     class StepMarker(TrainerCallback):
         def __init__(self, prof):
@@ -211,7 +211,8 @@ def decode_vs_cache(processor, records, work: Path, params: dict, batch: int, cl
     """PyAV decode + sampling per clip, a cache hit per clip, and a collated batch with cold / warm frames."""
     from stages.sft import training_chat_template
     from videoreasoner.training.sft_data import VideoSFTCollator, select_records, to_dataset, video_path
-    from videoreasoner.video.inputs import VideoConfig, sample_video
+    from videoreasoner.video.config import VideoConfig
+    from videoreasoner.video.inputs import sample_video
 
     video_cfg = VideoConfig.from_params(params["video"])
     distinct = list({r["video"]: r for r in select_records(records, "reasoning")}.values())

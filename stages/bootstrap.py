@@ -25,7 +25,7 @@ from videoreasoner.core.tracking import stage_run, trainer_callback
 from videoreasoner.training.common import (
     BOOTSTRAP_REPORT, CHECKPOINTS, MODELS_BASE, file_digest, finish_checkpoints, fingerprint,
 )
-from videoreasoner.video.inputs import VideoConfig
+from videoreasoner.video.config import VideoConfig
 
 log = logging.getLogger(__name__)
 TINY = "tiny"

@@ -45,7 +45,8 @@ from videoreasoner.core.tracking import stage_run
 from videoreasoner.training.common import model_digest
 from stages.tts import POLICY_FILE, metric_value, subset, with_sampler
 from videoreasoner.inference.tts_strategies import apply_policy, greedy
-from videoreasoner.video.inputs import VideoConfig, count_video_tokens
+from videoreasoner.video.config import VideoConfig
+from videoreasoner.video.inputs import count_video_tokens
 
 log = logging.getLogger(__name__)
 PREDICTIONS_DIR, ITEMS_FILE, METRICS_FILE = "predictions", "items.jsonl", "metrics.json"

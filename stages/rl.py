@@ -42,7 +42,8 @@ from videoreasoner.training.common import (
     parse_trl_config,
     prepare_checkpoints,
 )
-from videoreasoner.video.inputs import VideoConfig, build_messages, count_video_tokens
+from videoreasoner.video.config import VideoConfig
+from videoreasoner.video.inputs import build_messages, count_video_tokens
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from videoreasoner.training.common import (
     CHECKPOINTS, MODELS_BASE, MODELS_SFT, SFT_METRICS, checkpoint_step, file_digest, finish_checkpoints,
     fingerprint, freeze_vision_tower, lora_config, model_digest, parse_trl_config, prepare_checkpoints,
 )
-from videoreasoner.video.inputs import VideoConfig, count_video_tokens
+from videoreasoner.video.config import VideoConfig
+from videoreasoner.video.inputs import count_video_tokens
 
 log = logging.getLogger(__name__)
 # Keys of the `sft` section that are ours; every other key is an SFTConfig field.

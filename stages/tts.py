@@ -42,7 +42,8 @@ from videoreasoner.inference.tts_strategies import (
     sparse_to_dense,
     with_sampler,
 )
-from videoreasoner.video.inputs import VideoConfig, count_video_tokens
+from videoreasoner.video.config import VideoConfig
+from videoreasoner.video.inputs import count_video_tokens
 
 log = logging.getLogger(__name__)
 CURVE_FILE, POLICY_FILE = "curve.csv", "policy.json"

@@ -131,7 +131,8 @@ def test_fast_assistant_mask_equals_the_chat_templates_mask(tmp_path):
     from stages.sft import training_chat_template
     from videoreasoner.training.sft_data import ChatMLAssistantMask, VideoSFTCollator, to_dataset
     from videoreasoner.training.tiny_model import TinyConfig, build_tiny
-    from videoreasoner.video.inputs import VideoConfig, processor_inputs
+    from videoreasoner.video.config import VideoConfig
+    from videoreasoner.video.inputs import processor_inputs
     from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace
 
     root = make_workspace(tmp_path, videos={"train": 1})

@@ -112,7 +112,7 @@ def test_sft_then_grpo_under_zero2_on_cpu(tmp_path):
     from videoreasoner.core.atomic import read_jsonl
     from videoreasoner.training.model_io import save_model_and_processor
     from videoreasoner.training.tiny_model import TinyConfig, build_tiny
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
 
     root = make_workspace(tmp_path, videos={"train": 2})
     save_model_and_processor(*build_tiny(TinyConfig(**TINY_SIZES), read_jsonl(root / "data/validated/train.jsonl"),
@@ -169,7 +169,7 @@ def test_resume_under_zero2_is_weight_exact(tmp_path, stage):
     from videoreasoner.core.atomic import read_jsonl
     from videoreasoner.training.model_io import save_model_and_processor
     from videoreasoner.training.tiny_model import TinyConfig, build_tiny
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
 
     root = make_workspace(tmp_path, videos={"train": 2})
     model_dir = "models/base" if stage == "sft" else "models/sft"

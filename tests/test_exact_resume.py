@@ -17,7 +17,7 @@ from videoreasoner.training.model_io import load_model_and_processor, save_model
 from stages.sft import train
 from videoreasoner.training.sft_data import select_records
 from videoreasoner.training.tiny_model import TinyConfig, build_tiny
-from videoreasoner.video.inputs import VideoConfig
+from videoreasoner.video.config import VideoConfig
 from tests.helpers_world import TINY_SIZES, VIDEO, distinct_characters_reward, make_workspace, trl_params
 
 STEPS, SAVE = 4, 2

@@ -21,7 +21,8 @@ from videoreasoner.training.model_io import load_model_and_processor, save_model
 from stages.rl import to_dataset
 from videoreasoner.training.rewards import build_rewards
 from videoreasoner.training.sft_data import select_records
-from videoreasoner.video.inputs import VideoConfig, build_messages, sample_video, user_text
+from videoreasoner.video.config import VideoConfig
+from videoreasoner.video.inputs import build_messages, sample_video, user_text
 from videoreasoner.video.invariant import VideoInputError, remove_video_invariant
 
 REWARDS = [{"name": "format", "weight": 0.5, "kwargs": {}}, {"name": "accuracy", "weight": 1.0, "kwargs": {}}]

@@ -8,7 +8,7 @@ import pytest
 from videoreasoner.core.atomic import read_jsonl
 from videoreasoner.inference.controls import blank_frames, shuffled_frames
 from videoreasoner.inference.engines import Decoding, FrameSource, Generation, load_engine
-from videoreasoner.video.inputs import VideoConfig
+from videoreasoner.video.config import VideoConfig
 from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace
 
 

@@ -171,7 +171,7 @@ def test_killed_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
     from videoreasoner.core.atomic import read_jsonl
     from videoreasoner.training.model_io import save_model_and_processor
     from videoreasoner.training.tiny_model import TinyConfig, build_tiny
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
 
     ws = make_workspace(tmp_path, videos={"train": 2})
     records = read_jsonl(ws / "data/validated/train.jsonl")

@@ -30,7 +30,7 @@ def workspace(tmp_path_factory):
     from videoreasoner.core.atomic import read_jsonl
     from videoreasoner.training.model_io import save_model_and_processor
     from videoreasoner.training.tiny_model import TinyConfig, build_tiny
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
 
     root = make_workspace(tmp_path_factory.mktemp("rl"), videos={"train": 2})
     records = read_jsonl(root / "data/validated/train.jsonl")

@@ -10,8 +10,9 @@ from videoreasoner.video.samplers import (
     COVERAGE, SAMPLERS, Clip, Selection, change_signal, coverage_gaps, place, processor_size, reduced_size, select,
     video_tokens_for,
 )
+from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import (
-    VideoConfig, build_messages, count_video_tokens, processor_inputs, sample_video, video_tokens,
+    build_messages, count_video_tokens, processor_inputs, sample_video, video_tokens,
 )
 from videoreasoner.video.decoding import decode_frames
 

@@ -36,7 +36,7 @@ def tiny_dir(tmp_path_factory) -> Path:
     from stages.generate import records_for
     from videoreasoner.training.model_io import save_model_and_processor
     from videoreasoner.training.tiny_model import TinyConfig, build_tiny
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
     from videoreasoner.data.world.config import WorldConfig
     from tests.helpers_world import TINY_SIZES
 

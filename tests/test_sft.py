@@ -10,7 +10,8 @@ from stages.bootstrap import run as bootstrap
 from stages.sft import SFTRun, run
 from videoreasoner.training.sft_data import IGNORE_INDEX, VideoSFTCollator, select_records, to_dataset
 from videoreasoner.training.common import parse_trl_config, prepare_checkpoints
-from videoreasoner.video.inputs import VideoConfig, assistant_text
+from videoreasoner.video.config import VideoConfig
+from videoreasoner.video.inputs import assistant_text
 from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace, trl_params
 
 

@@ -77,7 +77,7 @@ def test_trainer_scores_rollouts_on_shuffled_frames(tmp_path):
     from videoreasoner.training.sft_data import select_records
     from videoreasoner.training.temporal_contrast import TemporalContrastGRPOTrainer
     from videoreasoner.training.tiny_model import TinyConfig, build_tiny
-    from videoreasoner.video.inputs import VideoConfig
+    from videoreasoner.video.config import VideoConfig
     from trl import GRPOConfig
 
     root = make_workspace(tmp_path, videos={"train": 1})

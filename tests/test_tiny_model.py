@@ -2,7 +2,8 @@
 import pytest
 
 from videoreasoner.core.atomic import read_jsonl
-from videoreasoner.video.inputs import VideoConfig, build_messages, processor_inputs, sample_video
+from videoreasoner.video.config import VideoConfig
+from videoreasoner.video.inputs import build_messages, processor_inputs, sample_video
 from tests.helpers_world import TINY_SIZES, make_workspace
 
 

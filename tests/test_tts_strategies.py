@@ -10,7 +10,7 @@ from videoreasoner.inference.tts_strategies import (
     AnswerLikelihood, RewardScorer, answer_with_policy, apply_policy, best_of_n, confidence_vote, greedy,
     self_consistency, similarity, sparse_to_dense, vote,
 )
-from videoreasoner.video.inputs import VideoConfig
+from videoreasoner.video.config import VideoConfig
 
 SPAN = {"id": "s", "problem_type": "temporal_grounding", "question": "When?", "answer": [1.0, 5.0], "video": "v.mp4"}
 BOX = {"id": "b", "problem_type": "spatial_grounding", "question": "Where?", "answer": {"time": 1.0,

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
+from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import (
-    VideoConfig, build_messages, num_frames, processor_inputs, sample_indices, sample_video,
+    build_messages, num_frames, processor_inputs, sample_indices, sample_video,
 )
 from tests.helpers_world import make_workspace
 

@@ -14,7 +14,7 @@ import torch
 from helpers_world import TINY_SIZES, VIDEO, make_workspace, trl_params
 from videoreasoner.core.atomic import read_jsonl
 from videoreasoner.training.sft_data import VideoSFTCollator, select_records, to_dataset
-from videoreasoner.video.inputs import VideoConfig
+from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.invariant import (
     VideoInputError, VideoInvariant, check_rows_have_video, install_video_invariant, remove_video_invariant,
     video_invariant,

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from videoreasoner.data.record_checks import check_video, timing_report
-from videoreasoner.video.inputs import VideoConfig, sample_video
+from videoreasoner.video.config import VideoConfig
+from videoreasoner.video.inputs import sample_video
 from videoreasoner.video.decoding import VideoError, probe, read_frames
 
 W, H = 64, 48

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from videoreasoner.inference.hf_batching import LogprobRecorder, repeat_rows
+from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import (
-    VIDEO_KEYS, VISION_TOKENS, SampledVideo, VideoConfig, build_messages, processor_inputs, sample_video,
+    VIDEO_KEYS, VISION_TOKENS, SampledVideo, build_messages, processor_inputs, sample_video,
 )
 from videoreasoner.video.invariant import check_rows_have_video, install_video_invariant, processor_video_token_id
 

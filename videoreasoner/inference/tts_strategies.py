@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from videoreasoner.answers.format import extract_answer, format_answer, parse_answer
 from videoreasoner.inference.engines import GREEDY, Decoding, Engine, FrameSource, Generation
 from videoreasoner.answers.verifiers import box_iou, temporal_iou, tube_viou
-from videoreasoner.video.inputs import VideoConfig
+from videoreasoner.video.config import VideoConfig
 
 STRATEGIES = ("greedy", "self_consistency", "confidence_vote", "best_of_n", "sparse_to_dense")
 DEFAULT_SAMPLING = Decoding(do_sample=True, temperature=0.8, top_p=0.95)

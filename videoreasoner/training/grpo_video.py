@@ -37,7 +37,8 @@ import torch
 from trl import GRPOTrainer
 
 from videoreasoner.training.checkpoint_weights import ExactResumeMixin
-from videoreasoner.video.inputs import VIDEO_KEYS, VISION_TOKENS, SampledVideo, VideoConfig, processor_inputs, sample_video
+from videoreasoner.video.config import VideoConfig
+from videoreasoner.video.inputs import VIDEO_KEYS, VISION_TOKENS, SampledVideo, processor_inputs, sample_video
 from videoreasoner.video.invariant import check_rows_have_video, install_video_invariant, processor_video_token_id
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from videoreasoner.video.inputs import SampledVideo, VideoConfig, build_messages, processor_inputs, sample_video
+from videoreasoner.video.config import VideoConfig
+
+from videoreasoner.video.inputs import SampledVideo, build_messages, processor_inputs, sample_video
 from videoreasoner.video.invariant import check_rows_have_video, processor_video_token_id
 
 log = logging.getLogger(__name__)

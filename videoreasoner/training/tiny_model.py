@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from videoreasoner.answers.format import ANSWER_INSTRUCTIONS, FORMAT_TAGS, THINK_INSTRUCTION
-from videoreasoner.video.inputs import VideoConfig, assistant_text, user_text
+from videoreasoner.video.config import VideoConfig
+from videoreasoner.video.inputs import assistant_text, user_text
 
 log = logging.getLogger(__name__)
 

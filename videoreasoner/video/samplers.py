@@ -1,7 +1,7 @@
 """Frame selection under a token budget: which frames of a file the model sees (params `video.sampler`).
 
 A sampler maps what is known about a file (`Clip`: frame count, fps, size, path, the frames'
-presentation times) and the VideoConfig to a `Selection`: strictly increasing file-frame indices
+presentation times) and the VideoConfig (videoreasoner/video/config.py) to a `Selection`: strictly increasing file-frame indices
 (counted in presentation order) and the size the frames are resized to (None: the processor's size for
 `max_pixels`). videoreasoner/video/inputs.py decodes the selection; every stage (sft, rl, tts, evaluate) and
 the registered model go through it, so all of them select alike.
@@ -53,15 +53,17 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import av
 import numpy as np
 
-if TYPE_CHECKING:  # video_inputs imports this module
-    from videoreasoner.video.inputs import VideoConfig
+from videoreasoner.video.config import SAMPLER_NAMES, VideoConfig
+from videoreasoner.video.decoding import VideoError
 
 logger = logging.getLogger(__name__)
 MERGED_PX = 28      # Qwen2.5-VL: 14-px patches merged 2 × 2 -> one video token per 28 × 28 pixels
@@ -106,7 +108,7 @@ class Selection:
 
 # ---- budget -----------------------------------------------------------------------------------------
 
-def num_frames(n_file_frames: int, file_fps: float, cfg: "VideoConfig") -> int:
+def num_frames(n_file_frames: int, file_fps: float, cfg: VideoConfig) -> int:
     """How many frames to keep: duration × cfg.fps, clamped, a multiple of the temporal patch."""
     want = round(n_file_frames / file_fps * cfg.fps)
     want = min(max(want, cfg.min_frames), cfg.max_frames, n_file_frames)
@@ -114,7 +116,7 @@ def num_frames(n_file_frames: int, file_fps: float, cfg: "VideoConfig") -> int:
     return max(step, want // step * step) if n_file_frames >= step else n_file_frames
 
 
-def processor_size(height: int, width: int, cfg: "VideoConfig") -> tuple[int, int]:
+def processor_size(height: int, width: int, cfg: VideoConfig) -> tuple[int, int]:
     """(height, width) the Qwen2-VL processor resizes a frame to (its smart_resize: multiples of 28,
     pixels within [min_pixels, max_pixels], aspect kept as far as possible)."""
     f = MERGED_PX
@@ -128,14 +130,14 @@ def processor_size(height: int, width: int, cfg: "VideoConfig") -> tuple[int, in
     return h, w
 
 
-def video_tokens_for(n_frames: int, height: int, width: int, cfg: "VideoConfig") -> int:
+def video_tokens_for(n_frames: int, height: int, width: int, cfg: VideoConfig) -> int:
     """Video tokens of n_frames frames of height × width pixels after the processor's resize."""
     h, w = processor_size(height, width, cfg)
     t = math.ceil(n_frames / cfg.temporal_patch_size)
     return t * (h // MERGED_PX) * (w // MERGED_PX)
 
 
-def reduced_size(height: int, width: int, factor: int, cfg: "VideoConfig") -> tuple[int, int] | None:
+def reduced_size(height: int, width: int, factor: int, cfg: VideoConfig) -> tuple[int, int] | None:
     """A frame size (multiples of 28, >= min_pixels) with exactly 1/factor of the merged tokens of the
     processor size for (height, width), aspect as close as possible and within 1.5× of it; None if
     there is none."""
@@ -173,10 +175,6 @@ def _small(frame) -> np.ndarray:
 
 @lru_cache(maxsize=64)
 def _change_signal(path: str, stride: int, mtime_ns: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    import av
-
-    from videoreasoner.video.decoding import VideoError
-
     indices, scores, prev = [], [], None
     try:
         with av.open(path) as container:
@@ -194,12 +192,10 @@ def _change_signal(path: str, stride: int, mtime_ns: int) -> tuple[tuple[int, ..
     return tuple(indices), tuple(scores)
 
 
-def change_signal(clip: Clip, cfg: "VideoConfig") -> tuple[list[int], list[float]]:
+def change_signal(clip: Clip, cfg: VideoConfig) -> tuple[list[int], list[float]]:
     """(scored file-frame indices, change scores): every s-th frame, s = max(1, round(file_fps /
     score_fps)), scored by the mean absolute difference (0–255) of its YUV planes to the previous
     scored frame's, both at about 32 px wide; the first frame scores +inf. Cached per (file, stride)."""
-    import os
-
     stride = 1 if cfg.score_fps is None else max(1, round(clip.fps / cfg.score_fps))
     indices, scores = _change_signal(str(clip.path), stride, os.stat(clip.path).st_mtime_ns)
     return list(indices), list(scores)
@@ -269,13 +265,13 @@ def centre_indices(n_file: int, n: int, times: tuple[float, ...] = (), end: floa
     return out
 
 
-def uniform(clip: Clip, cfg: "VideoConfig") -> Selection:
+def uniform(clip: Clip, cfg: VideoConfig) -> Selection:
     """N frames at the centres of N equal segments of the clip (see centre_indices)."""
     n = num_frames(clip.n_frames, clip.fps, cfg)
     return Selection(tuple(centre_indices(clip.n_frames, n, clip.times, clip.end)))
 
 
-def fixed_fps(clip: Clip, cfg: "VideoConfig") -> Selection:
+def fixed_fps(clip: Clip, cfg: VideoConfig) -> Selection:
     """Every s-th frame from frame 0 (s = round(file_fps / fps), at least ceil(n / max_frames))."""
     n_file, step = clip.n_frames, cfg.temporal_patch_size
     stride = max(1, round(clip.fps / cfg.fps), math.ceil(n_file / cfg.max_frames))
@@ -286,12 +282,12 @@ def fixed_fps(clip: Clip, cfg: "VideoConfig") -> Selection:
     return Selection(tuple(offset + k * stride for k in range(count)), info={"stride": stride, "offset": offset})
 
 
-def _changes(clip: Clip, cfg: "VideoConfig") -> list[tuple[int, float]]:
+def _changes(clip: Clip, cfg: VideoConfig) -> list[tuple[int, float]]:
     indices, scores = change_signal(clip, cfg)
     return [(i, s) for i, s in zip(indices, scores) if math.isfinite(s)]
 
 
-def keyframes(clip: Clip, cfg: "VideoConfig") -> Selection:
+def keyframes(clip: Clip, cfg: VideoConfig) -> Selection:
     """N frames: round(change_share × N) right after the largest changes, the rest filling the gaps."""
     n = num_frames(clip.n_frames, clip.fps, cfg)
     n_change = min(round(cfg.change_share * n), n - 1)
@@ -299,7 +295,7 @@ def keyframes(clip: Clip, cfg: "VideoConfig") -> Selection:
     return Selection(tuple(s for s, _ in segments), info={"change_frames": used})
 
 
-def keyclips(clip: Clip, cfg: "VideoConfig") -> Selection:
+def keyclips(clip: Clip, cfg: VideoConfig) -> Selection:
     """Key clips: factor × N frames in clips of clip_frames around the largest changes, downscaled to
     1/factor of the tokens per frame. factor: keyclip_factor, or on a file of fewer than
     keyclip_factor × N frames the least factor that still takes every frame; when no frame size has
@@ -324,9 +320,11 @@ def keyclips(clip: Clip, cfg: "VideoConfig") -> Selection:
                                                "clips": [[s, m] for s, m in segments]})
 
 
-Sampler = Callable[[Clip, "VideoConfig"], Selection]
+Sampler = Callable[[Clip, VideoConfig], Selection]
 SAMPLERS: dict[str, Sampler] = {"uniform": uniform, "fps": fixed_fps, "keyframes": keyframes,
                                 "keyclips": keyclips}
+if tuple(SAMPLERS) != SAMPLER_NAMES:  # params video.sampler is checked against the names alone
+    raise ImportError(f"samplers {list(SAMPLERS)} differ from videoreasoner/video/config.py SAMPLER_NAMES")
 
 
 # How far the kept frames must reach the ends, as a share of their largest gap: the unseen stretch
@@ -364,7 +362,7 @@ def check_coverage(clip: Clip, selection: Selection, sampler: str) -> None:
         logger.warning("%s (logged once)", message)
 
 
-def select(clip: Clip, cfg: "VideoConfig") -> Selection:
+def select(clip: Clip, cfg: VideoConfig) -> Selection:
     """The selection of params `video.sampler` for `clip` (indices checked: increasing, in the file,
     covering the clip; see check_coverage)."""
     selection = SAMPLERS[cfg.sampler](clip, cfg)
