@@ -16,6 +16,7 @@ from typing import Any
 
 from videoreasoner.core import telemetry  # noqa: F401
 from videoreasoner.core.atomic import read_jsonl, write_json
+from videoreasoner.core.params import check_keys
 from videoreasoner.training.launch import ComputeConfig
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor, save_pointer
 from stages.sft import train
@@ -48,8 +49,7 @@ class BootstrapRun:
 
 
 def _check(model_params: dict[str, Any]) -> str:
-    if unknown := sorted(set(model_params) - set(OWN_KEYS)):
-        raise ValueError(f"params model: unknown key '{unknown[0]}' (known: {list(OWN_KEYS)})")
+    check_keys("model", model_params, OWN_KEYS)
     base = model_params.get("base")
     if not base or not isinstance(base, str):
         raise ValueError("params model.base: 'tiny', a hub id or a local path is required")

@@ -24,6 +24,7 @@ from typing import Any
 from videoreasoner.core import telemetry  # noqa: F401
 from videoreasoner.answers.format import PROMPT_VERSION
 from videoreasoner.core.atomic import atomic_path, read_jsonl, write_json, write_jsonl
+from videoreasoner.core.params import SectionDefaults
 from videoreasoner.inference.controls import (
     best_constant_answers,
     constant_predictions,
@@ -70,12 +71,11 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 32, "torch_threads": 1, "seed": 0, "n_boot": 1000, "backend": "hf",
 }
 
+EVAL_SECTION = SectionDefaults("eval", DEFAULTS)
+
 
 def settings(params: dict[str, Any] | None) -> dict[str, Any]:
-    params = dict(params or {})
-    if unknown := sorted(set(params) - set(DEFAULTS)):
-        raise ValueError(f"params eval: unknown key '{unknown[0]}' (known: {sorted(DEFAULTS)})")
-    out = {**DEFAULTS, **params}
+    out = EVAL_SECTION.read(params)
     if bad := [m for m in out["models"] if m not in MODEL_DIRS]:
         raise ValueError(f"params eval.models: unknown {bad[0]!r} (known: {list(MODEL_DIRS)})")
     return out

@@ -26,6 +26,7 @@ from typing import Any
 from videoreasoner.core import telemetry  # noqa: F401
 from videoreasoner.answers.format import PROMPT_VERSION
 from videoreasoner.core.atomic import atomic_path, read_jsonl, write_json
+from videoreasoner.core.params import SectionDefaults
 from videoreasoner.inference.engines import Decoding, Engine, load_engine
 from videoreasoner.core.paths import MODELS_RL, TTS_REPORTS, split_file
 from videoreasoner.video.samplers import SAMPLERS
@@ -60,15 +61,12 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 32, "torch_threads": 1, "seed": 0, "n_boot": 200, "backend": "hf",
 }
 
+TTS_SECTION = SectionDefaults("tts", DEFAULTS, nested=("decoding", "rule"))
+
 
 def settings(params: dict[str, Any] | None) -> dict[str, Any]:
     """params `tts` over DEFAULTS; unknown keys are an error naming the key."""
-    params = dict(params or {})
-    if unknown := sorted(set(params) - set(DEFAULTS)):
-        raise ValueError(f"params tts: unknown key '{unknown[0]}' (known: {sorted(DEFAULTS)})")
-    out = {**DEFAULTS, **params}
-    for nested in ("decoding", "rule"):
-        out[nested] = {**DEFAULTS[nested], **(params.get(nested) or {})}
+    out = TTS_SECTION.read(params)
     if bad := [s for s in out["strategies"] if s not in STRATEGIES]:
         raise ValueError(f"params tts.strategies: unknown {bad[0]!r} (known: {STRATEGIES})")
     if not out["samplers"]:

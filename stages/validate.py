@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import av
 import numpy as np
@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from videoreasoner.core.atomic import atomic_dir, read_jsonl, write_json, write_jsonl, write_text
 from videoreasoner.data.expectations import Outcome, problem_column, run_suite
-from videoreasoner.core.params import section
+from videoreasoner.core.params import read_section, section
 from videoreasoner.core.paths import INTERIM_RECORDS, VALIDATED_DIR, VALIDATION_REPORTS, VALIDATION_RESULT, split_file
 from videoreasoner.data.record_checks import RECORD_CHECKS, check_video, format_problem, timing_report
 from videoreasoner.core.schema import REQUIRED_FIELDS, SPLITS, Record
@@ -45,6 +45,8 @@ POOL_MIN_VIDEOS = 64  # below this, starting worker processes costs more than it
 class ValidateConfig:
     """params.yaml `validate` section."""
 
+    PARAMS_SECTION: ClassVar[str] = "validate"
+
     probe_videos: bool = True  # open every video with PyAV; False skips the video checks (logged as a warning)
     decode_frames: bool = True  # decode every frame (catches truncation); False reads container headers only
     duration_tolerance_frames: float = 1.0  # |record duration - decoded duration| <= this many frames
@@ -57,12 +59,9 @@ class ValidateConfig:
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> ValidateConfig:
         params = dict(params or {})
-        unknown = sorted(set(params) - {f.name for f in fields(cls)})
-        if unknown:
-            raise KeyError(f"params.yaml: section 'validate': unknown key(s) {unknown}")
-        if "required_splits" in params:
+        if "required_splits" in params:  # null: no split required
             params["required_splits"] = tuple(params["required_splits"] or ())
-        return cls(**params)
+        return read_section(params, cls)
 
 
 class ValidationFailed(RuntimeError):

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from videoreasoner.core.params import read_section
 from videoreasoner.inference.hf_batching import LogprobRecorder, repeat_rows
 from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import (
@@ -51,11 +52,7 @@ class Decoding:
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None, **overrides: Any) -> "Decoding":
-        params = {**(params or {}), **overrides}
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(params) - known):
-            raise ValueError(f"decoding params: unknown key '{unknown[0]}' (known: {sorted(known)})")
-        out = cls(**params)
+        out = read_section({**(params or {}), **overrides}, cls, "tts.decoding / eval.decoding")
         if out.max_new_tokens < 1 or (out.do_sample and out.temperature <= 0):
             raise ValueError("decoding params: need max_new_tokens >= 1 and temperature > 0 when sampling")
         return out

@@ -18,12 +18,13 @@ import logging
 import random
 import re
 from collections import defaultdict
-from dataclasses import dataclass, fields
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
 
+from videoreasoner.core.params import read_section
 from videoreasoner.training.grpo_video import VideoGRPOTrainer
 from videoreasoner.training.rewards import TASK_REWARDS
 
@@ -37,6 +38,8 @@ class TemporalContrastConfig:
     """params `rl.temporal_contrast`. alpha: bonus in reward units; mu: required ratio of ordered to
     shuffled accuracy (fractions in [0, 1]); correct_threshold: task score counted as correct."""
 
+    PARAMS_SECTION: ClassVar[str] = "rl.temporal_contrast"
+
     enabled: bool = False
     alpha: float = 0.3
     mu: float = 0.8
@@ -47,10 +50,7 @@ class TemporalContrastConfig:
     def from_params(cls, params: dict[str, Any] | bool | None) -> "TemporalContrastConfig":
         if isinstance(params, bool) or params is None:
             return cls(enabled=bool(params))
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(params) - known):
-            raise ValueError(f"params rl.temporal_contrast: unknown key '{unknown[0]}' (known: {sorted(known)})")
-        return cls(**params)
+        return read_section(params, cls)
 
 
 def task_rewards(funcs: list[RewardFn]) -> list[RewardFn]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from videoreasoner.answers.format import ANSWER_INSTRUCTIONS, FORMAT_TAGS, THINK_INSTRUCTION
+from videoreasoner.core.params import check_keys
 from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import assistant_text, user_text
 
@@ -53,6 +54,8 @@ CHAT_TEMPLATE = (
 class TinyConfig:
     """Sizes of the tiny Qwen2.5-VL (params `model.tiny`). Widths in units, vocab in tokens."""
 
+    PARAMS_SECTION: ClassVar[str] = "model.tiny"
+
     vocab_size: int = 1024            # BPE target; the real size is what training on the corpus reaches
     hidden_size: int = 128
     num_hidden_layers: int = 4
@@ -75,10 +78,7 @@ class TinyConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> "TinyConfig":
-        params = dict(params or {})
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(params) - known):
-            raise ValueError(f"params model.tiny: unknown key '{unknown[0]}' (known: {sorted(known)})")
+        params = check_keys(cls.PARAMS_SECTION, params, (f.name for f in fields(cls)))
         for key in ("pixel_mean", "pixel_std"):
             value = params.get(key)
             if value is not None and (not isinstance(value, list) or len(value) != 3

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
+from videoreasoner.core.params import check_keys, read_section
 from videoreasoner.core.schema import PROBLEM_TYPES, SPLITS
 
 PALETTE = {  # saturated RGB colours that stay apart after H.264 chroma subsampling
@@ -28,6 +29,8 @@ class LongConfig:
     visible for `event_s` seconds, as many grey shapes as brief (decoys), and grey dots drifting with
     wrap-around the whole time. Off by default (no videos)."""
 
+    PARAMS_SECTION: ClassVar[str] = "data.synthetic.long"
+
     videos: dict[str, int] = field(default_factory=dict)
     duration_s: tuple[float, float] = (60.0, 600.0)
     fps: int = 1
@@ -38,11 +41,7 @@ class LongConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> "LongConfig":
-        params = dict(params or {})
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(params) - known):
-            raise ValueError(f"params data.synthetic.long: unknown key '{unknown[0]}' (known: {sorted(known)})")
-        cfg = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+        cfg = read_section(params, cls)
         cfg.check()
         return cfg
 
@@ -70,6 +69,8 @@ class LongConfig:
 @dataclass(frozen=True)
 class WorldConfig:
     """Knobs of the world. Sizes in pixels, times in seconds, speeds in pixels per second."""
+
+    PARAMS_SECTION: ClassVar[str] = "data.synthetic"
 
     seed: int = 1234
     videos: dict[str, int] = field(default_factory=lambda: {"train": 1000, "val": 100, "test": 320})
@@ -99,10 +100,7 @@ class WorldConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "WorldConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"params data.synthetic: unknown key '{unknown[0]}' (known: {sorted(known)})")
+        params = check_keys(cls.PARAMS_SECTION, params, (f.name for f in fields(cls)))
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
         values["long"] = LongConfig.from_params(params.get("long"))
         cfg = cls(**values)
