@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from videoreasoner.answers.canonical import format_time
 from videoreasoner.answers.format import (
     MAX_COMPLETION_CHARS,
     PROMPT_VERSION,
@@ -15,7 +16,6 @@ from videoreasoner.answers.format import (
     format_answer,
     format_direct_target,
     format_target,
-    format_time,
     parse_answer,
 )
 from videoreasoner.core.atomic import read_jsonl, write_text

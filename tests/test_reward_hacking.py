@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from videoreasoner.answers.format import format_answer, format_box, format_target, format_time
+from videoreasoner.answers.canonical import format_box, format_time
+from videoreasoner.answers.format import format_answer, format_target
 from videoreasoner.answers.parse import parse_number, parse_span
 from stages.generate import records_for
 from videoreasoner.training.rewards import build_rewards

@@ -13,15 +13,17 @@ goes inside <answer>, by problem type (DESIGN.md section 2 gives the ground-trut
 | spatio_temporal_grounding | span, then `time: box` pairs: `2.0 to 4.0; 2.0: [0.10, 0.20, 0.30, 0.40]; 3.0: [...]` |
 
 Times are written with at most TIME_DECIMALS decimals (at least one: `7.0`), box coordinates with
-exactly BOX_DECIMALS decimals, so a target is exact for ground truth on that grid and otherwise within
-half a unit of the last decimal (0.005 of the frame side, sub-pixel on 112-px frames). For
-spatial_grounding the time of the box is part of the question, so only the box is written.
+exactly BOX_DECIMALS decimals (videoreasoner/answers/canonical.py, shared with the parser), so a target
+is exact for ground truth on that grid and otherwise within half a unit of the last decimal (0.005 of
+the frame side, sub-pixel on 112-px frames). For spatial_grounding the time of the box is part of the
+question, so only the box is written.
 """
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from videoreasoner.answers.canonical import format_box, format_time
 from videoreasoner.answers.parse import (
     parse_box,
     parse_choice,
@@ -33,8 +35,6 @@ from videoreasoner.answers.parse import (
 from videoreasoner.core.schema import OPTION_LETTERS, PROBLEM_TYPES, RecordError
 
 PROMPT_VERSION = "1"
-TIME_DECIMALS = 2
-BOX_DECIMALS = 2
 MAX_COMPLETION_CHARS = 65536
 
 ANSWER_TYPES = ("multiple_choice", "numerical", "free_form", "ocr", "regression")
@@ -104,20 +104,6 @@ def _letters_phrase(n: int) -> str:
     """'A or B', 'A, B, C or D'."""
     letters = list(OPTION_LETTERS[:n])
     return f"{', '.join(letters[:-1])} or {letters[-1]}"
-
-
-def format_time(seconds: float) -> str:
-    """Seconds as text with 1 to TIME_DECIMALS decimals: 7 -> '7.0', 2.25 -> '2.25', 1/3 -> '0.33'."""
-    text = f"{float(seconds):.{TIME_DECIMALS}f}".rstrip("0")
-    text = text + "0" if text.endswith(".") else text
-    return "0.0" if text == "-0.0" else text
-
-
-def format_box(box: list[float]) -> str:
-    """A box as '[0.12, 0.20, 0.50, 0.61]' (BOX_DECIMALS decimals, normalised coordinates)."""
-    if len(box) != 4:
-        raise ValueError(f"a box needs 4 coordinates, got {box!r}")
-    return "[" + ", ".join(f"{float(c):.{BOX_DECIMALS}f}" for c in box) + "]"
 
 
 def format_span(span: list[float]) -> str:

@@ -18,6 +18,7 @@ import math
 import re
 import unicodedata
 
+from videoreasoner.answers.canonical import format_time
 from videoreasoner.core.schema import OPTION_LETTERS
 
 MAX_ANSWER_CHARS = 8192
@@ -206,13 +207,11 @@ def parse_box(text: str) -> list[float] | None:
 
 def parse_tube(text: str) -> dict | None:
     """{"span": [s, e], "boxes": {"<t>": [x1, y1, x2, y2], ...}} from the tube text form
-    "2.0 to 4.0; 2.0: [0.10, 0.20, 0.30, 0.40]; 3.0: [...]" (see answer_format.format_answer).
+    "2.0 to 4.0; 2.0: [0.10, 0.20, 0.30, 0.40]; 3.0: [...]" (see format.format_answer).
 
     Box keys are canonical time strings (format_time). Without a span, the span is taken from the
     first and last box times; a time given twice with different boxes gives None (a hedge).
     """
-    from videoreasoner.answers.format import format_time  # the one canonical time form
-
     s = _bounded_ascii_symbols(text)
     if s is None:
         return None
