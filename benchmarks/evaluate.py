@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from videoreasoner.inference.engines import Decoding, FrameSource, HFEngine
-    from videoreasoner.training.sft_data import select_records
+    from videoreasoner.data.selection import select_records
     from videoreasoner.video.config import VideoConfig
 
     params = load_params(ROOT / "params.yaml")

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from videoreasoner.core.atomic import read_jsonl
-    from stages.evaluate import subset
+    from videoreasoner.data.selection import subset
 
     params = load_params(ROOT / "params.yaml")
     work, cwd = None, os.getcwd()

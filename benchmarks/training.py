@@ -148,7 +148,7 @@ def sft_throughput(model, processor, records, work: Path, params: dict, sft: dic
     share of the loop's data waits in the steps after the first, in wall time and in this process's CPU
     time (the CPU share hardly moves with the load of a shared machine; with DataLoader workers it
     counts only the main process)."""
-    from stages.sft import train
+    from videoreasoner.training.sft_trainer import train
     from videoreasoner.video.config import VideoConfig
 
     counter, ends = TokenCounter(), step_ends()
@@ -179,7 +179,7 @@ def sft_input_share(model, processor, records, work: Path, params: dict, sft: di
     from torch.profiler import ProfilerActivity, profile, schedule
     from transformers import TrainerCallback
 
-    from stages.sft import train
+    from videoreasoner.training.sft_trainer import train
     from videoreasoner.video.config import VideoConfig
 
     class StepMarker(TrainerCallback):
@@ -209,8 +209,9 @@ def sft_input_share(model, processor, records, work: Path, params: dict, sft: di
 # ---- video decoding versus cached frames ---------------------------------------------------------------
 def decode_vs_cache(processor, records, work: Path, params: dict, batch: int, clips: int) -> dict[str, float]:
     """PyAV decode + sampling per clip, a cache hit per clip, and a collated batch with cold / warm frames."""
-    from stages.sft import training_chat_template
-    from videoreasoner.training.sft_data import VideoSFTCollator, select_records, to_dataset, video_path
+    from videoreasoner.data.selection import select_records
+    from videoreasoner.training.sft_data import VideoSFTCollator, to_dataset, video_path
+    from videoreasoner.training.sft_trainer import training_chat_template
     from videoreasoner.video.config import VideoConfig
     from videoreasoner.video.inputs import sample_video
 
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import torch
 
-    from videoreasoner.training.sft_data import select_records
+    from videoreasoner.data.selection import select_records
 
     if args.threads:
         torch.set_num_threads(args.threads)

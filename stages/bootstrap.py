@@ -2,8 +2,9 @@
 
 `model.base: tiny` (the CPU default): train a BPE tokenizer on the train split's text, build a small
 Qwen2.5-VL and the standard processor, then run a short perception alignment (direct answers to the
-train split's perception items) with the same training code as the sft stage. Any other value is a hub
-id or a local path: nothing is built; the model is loaded with the one loader and saved (or pointed to).
+train split's perception items) with the sft stage's training code (videoreasoner/training/sft_trainer.py).
+Any other value is a hub id or a local path: nothing is built; the model is loaded with the one loader
+and saved (or pointed to).
 Reads params `model`, `video`, `compute` and data/validated/train.jsonl; run: `python -m stages.bootstrap`.
 """
 from __future__ import annotations
@@ -17,15 +18,15 @@ from typing import Any
 from videoreasoner.core import telemetry  # noqa: F401
 from videoreasoner.core.atomic import read_jsonl, write_json
 from videoreasoner.core.params import check_keys
-from videoreasoner.training.launch import ComputeConfig
-from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor, save_pointer
-from stages.sft import train
-from videoreasoner.training.sft_data import select_records
-from videoreasoner.training.tiny_model import TinyConfig, build_tiny
 from videoreasoner.core.tracking import stage_run, trainer_callback
+from videoreasoner.data.selection import select_records
 from videoreasoner.training.common import (
     BOOTSTRAP_REPORT, CHECKPOINTS, MODELS_BASE, file_digest, finish_checkpoints, fingerprint,
 )
+from videoreasoner.training.launch import ComputeConfig
+from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor, save_pointer
+from videoreasoner.training.sft_trainer import train
+from videoreasoner.training.tiny_model import TinyConfig, build_tiny
 from videoreasoner.video.config import VideoConfig
 
 log = logging.getLogger(__name__)

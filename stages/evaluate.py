@@ -41,11 +41,11 @@ from videoreasoner.core.paths import (
     split_file,
 )
 from videoreasoner.answers.score import score_predictions
-from videoreasoner.training.sft_data import select_records
+from videoreasoner.data.selection import select_records, subset
 from videoreasoner.core.tracking import stage_run
 from videoreasoner.training.common import model_digest
-from stages.tts import POLICY_FILE, metric_value, subset, with_sampler
-from videoreasoner.inference.tts_strategies import apply_policy, greedy
+from videoreasoner.inference.tts_policy import CURVE_FILE, POLICY_FILE, metric_value
+from videoreasoner.inference.tts_strategies import apply_policy, greedy, with_sampler
 from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import count_video_tokens
 
@@ -101,7 +101,7 @@ class EvalRun:
     test_file: Path = split_file("test")
     train_file: Path = split_file("train")
     policy_file: Path = TTS_REPORTS / POLICY_FILE
-    curve_file: Path | None = TTS_REPORTS / "curve.csv"
+    curve_file: Path | None = TTS_REPORTS / CURVE_FILE
     video_root: Path = Path(".")
     out_dir: Path = EVAL_REPORTS
     model_dirs: dict[str, Path] = field(default_factory=lambda: dict(MODEL_DIRS))

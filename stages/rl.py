@@ -1,5 +1,6 @@
 """`rl` stage: GRPO on video from models/sft on the train split's reasoning records (TRL GRPOTrainer,
-video carried into every forward by videoreasoner/training/grpo_video, rewards from videoreasoner/training/rewards only).
+video carried into every forward by videoreasoner/training/grpo_video, rewards from
+videoreasoner/training/rewards only).
 
 Reads models/sft, data/validated/train.jsonl, params `rl`, `rewards`, `video`, `compute`; writes
 models/rl (weights + processor), reports/rl/metrics.json and reports/rl/curves.csv (one row per logged
@@ -22,7 +23,6 @@ from videoreasoner.training.model_io import load_model_and_processor, save_model
 from videoreasoner.core.paths import MODELS_RL, RL_REPORTS
 from videoreasoner.training.rewards import DEFAULT_REWARDS, build_rewards
 from videoreasoner.core.schema import PROBLEM_TYPES
-from videoreasoner.training.sft_data import select_records
 from videoreasoner.training.temporal_contrast import (
     TemporalContrastConfig,
     TemporalContrastGRPOTrainer,
@@ -30,6 +30,7 @@ from videoreasoner.training.temporal_contrast import (
 )
 from videoreasoner.core.tracking import stage_run, trainer_callback
 from videoreasoner.training.common import (
+from videoreasoner.data.selection import select_records
     CHECKPOINTS,
     MODELS_SFT,
     checkpoint_step,

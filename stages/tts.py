@@ -24,16 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from videoreasoner.core import telemetry  # noqa: F401
-from videoreasoner.answers.format import PROMPT_VERSION
+from videoreasoner.answers.score import score_predictions
 from videoreasoner.core.atomic import atomic_path, read_jsonl, write_json
 from videoreasoner.core.params import SectionDefaults
-from videoreasoner.inference.engines import Decoding, Engine, load_engine
 from videoreasoner.core.paths import MODELS_RL, TTS_REPORTS, split_file
-from videoreasoner.video.samplers import SAMPLERS
-from videoreasoner.answers.score import score_predictions
-from videoreasoner.training.sft_data import select_records
 from videoreasoner.core.tracking import stage_run
-from videoreasoner.training.common import model_digest
+from videoreasoner.data.selection import subset
+from videoreasoner.inference.engines import Decoding, Engine, load_engine
+from videoreasoner.inference.tts_policy import CURVE_FILE, POLICY_FILE, choose_point, metric_value, policy_from
 from videoreasoner.inference.tts_strategies import (
     STRATEGIES,
     Answer,
@@ -43,11 +41,12 @@ from videoreasoner.inference.tts_strategies import (
     sparse_to_dense,
     with_sampler,
 )
+from videoreasoner.training.common import model_digest
 from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import count_video_tokens
+from videoreasoner.video.samplers import SAMPLERS
 
 log = logging.getLogger(__name__)
-CURVE_FILE, POLICY_FILE = "curve.csv", "policy.json"
 CURVE_COLUMNS = ("point", "sampler", "strategy", "n", "frames", "metric", "metric_low", "metric_high",
                  "tokens_per_item", "video_tokens_per_item", "seconds_per_item", "generations_per_item", "items",
                  "chosen")
@@ -74,69 +73,6 @@ def settings(params: dict[str, Any] | None) -> dict[str, Any]:
     if bad := [s for s in out["samplers"] if s not in SAMPLERS]:
         raise ValueError(f"params tts.samplers: unknown {bad[0]!r} (known: {list(SAMPLERS)})")
     return out
-
-
-def subset(records: list[dict], per_type: int | None) -> list[dict]:
-    """The first `per_type` reasoning records of each problem type, in file order (None: all)."""
-    seen: dict[str, int] = {}
-    out = []
-    for record in select_records(records, "reasoning"):
-        ptype = record["problem_type"]
-        if per_type is None or seen.get(ptype, 0) < per_type:
-            seen[ptype] = seen.get(ptype, 0) + 1
-            out.append(record)
-    return out
-
-
-def metric_value(metrics: dict[str, Any], path: str) -> tuple[float | None, list[float] | None]:
-    """(value, ci95) at a dotted path of videoreasoner.answers.metrics.aggregate's output, e.g. 'summary.AM',
-    'overall.score', 'per_type.temporal_grounding.mIoU'."""
-    node: Any = metrics
-    for part in path.split(".", 2) if path.startswith("per_type.") else path.split(".", 1):
-        node = (node or {}).get(part)
-    node = node or {}
-    return node.get("value"), node.get("ci95")
-
-
-def choose_point(rows: list[dict[str, Any]], rule: dict[str, Any]) -> dict[str, Any]:
-    """The operating point. Rule `cheapest_within`: among points whose metric is >= best − epsilon,
-    the lowest `cost` column (ties: higher metric, then fewer generations, then sweep order).
-    `epsilon: ci95` takes epsilon from the data: best − the lower end of the best point's 95 % bootstrap
-    interval, so on a small val split a point that cannot be told apart from the best is not paid for
-    (a fixed epsilon there chases noise). `cost_tolerance` (a fraction, default 0): points within it of
-    that lowest cost count as equally cheap, and the highest metric among them wins, so a saving of a
-    few tokens (greedy at 2 frames vs 4: 84 vs 86 generated tokens) never buys a lower metric.
-    Rule `best`: the highest metric (ties: lower cost)."""
-    cost = rule.get("cost", "tokens_per_item")
-    scored = [r for r in rows if r["metric"] is not None]
-    if not scored:
-        raise ValueError("tts: no sweep point has a metric value")
-    best = max(r["metric"] for r in scored)
-    name = rule.get("name", "cheapest_within")
-    if name == "best":
-        eligible = [r for r in scored if r["metric"] >= best - 1e-12]
-    elif name == "cheapest_within":
-        eligible = [r for r in scored if r["metric"] >= best - _epsilon(rule.get("epsilon", 0.0), scored) - 1e-12]
-    else:
-        raise ValueError(f"params tts.rule.name: unknown {name!r} (known: cheapest_within, best)")
-    tolerance = float(rule.get("cost_tolerance", 0.0))
-    if tolerance < 0:
-        raise ValueError(f"params tts.rule.cost_tolerance: a fraction >= 0, got {tolerance}")
-    cheapest = min(r[cost] for r in eligible)
-    cheap = [r for r in eligible if r[cost] <= cheapest * (1 + tolerance) + 1e-12]
-    order = {id(r): i for i, r in enumerate(rows)}
-    return min(cheap, key=lambda r: (-r["metric"], r[cost], r["generations_per_item"], order[id(r)]))
-
-
-def _epsilon(value: Any, scored: list[dict[str, Any]]) -> float:
-    if value != "ci95":
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"params tts.rule.epsilon: a number or 'ci95', got {value!r}") from None
-    top = max(scored, key=lambda r: r["metric"])
-    low = top.get("metric_low")
-    return 0.0 if low is None else max(0.0, top["metric"] - float(low))
 
 
 @dataclass
@@ -244,20 +180,6 @@ def _row(records, answers, sampler, strategy, n, frames, seconds, video_tokens, 
             "tokens_per_item": sum(a.tokens for a in answers) / k, "video_tokens_per_item": video_tokens,
             "seconds_per_item": seconds,
             "generations_per_item": sum(a.generations for a in answers) / k, "items": k, "chosen": 0}
-
-
-def policy_from(row: dict[str, Any], cfg: dict[str, Any], video: VideoConfig, model_version: str) -> dict:
-    """policy.json: what tts_strategies.apply_policy reads, the frame sampler (applied with
-    `with_sampler`), plus how and on what it was chosen."""
-    greedy = row["strategy"] == "greedy"
-    return {"strategy": row["strategy"], "n": row["n"], "frames": row["frames"], "sampler": row["sampler"],
-            "decoding": {**cfg["decoding"], "do_sample": not greedy},
-            "iou_threshold": cfg["iou_threshold"], "scorer": cfg["scorer"], "start_frames": cfg["start_frames"],
-            "agreement": cfg["agreement"], "metric": cfg["metric"], "value": row["metric"],
-            "ci95": [row["metric_low"], row["metric_high"]], "tokens_per_item": row["tokens_per_item"],
-            "video_tokens_per_item": row["video_tokens_per_item"],
-            "seconds_per_item": row["seconds_per_item"], "rule": cfg["rule"], "val_items": row["items"],
-            "video": video.__dict__, "prompt_version": PROMPT_VERSION, "model_version": model_version}
 
 
 def write_curve(path: Path, rows: list[dict[str, Any]]) -> None:

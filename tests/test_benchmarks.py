@@ -128,7 +128,7 @@ def test_fast_assistant_mask_equals_the_chat_templates_mask(tmp_path):
     import torch
 
     from videoreasoner.core.atomic import read_jsonl
-    from stages.sft import training_chat_template
+    from videoreasoner.training.sft_trainer import training_chat_template
     from videoreasoner.training.sft_data import ChatMLAssistantMask, VideoSFTCollator, to_dataset
     from videoreasoner.training.tiny_model import TinyConfig, build_tiny
     from videoreasoner.video.config import VideoConfig

@@ -14,8 +14,8 @@ import torch
 from videoreasoner.core.atomic import read_jsonl
 from videoreasoner.training.checkpoint_weights import CheckpointMismatch, assert_weights_match, load_full_weights, saved_names
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
-from stages.sft import train
-from videoreasoner.training.sft_data import select_records
+from videoreasoner.data.selection import select_records
+from videoreasoner.training.sft_trainer import train
 from videoreasoner.training.tiny_model import TinyConfig, build_tiny
 from videoreasoner.video.config import VideoConfig
 from tests.helpers_world import TINY_SIZES, VIDEO, distinct_characters_reward, make_workspace, trl_params

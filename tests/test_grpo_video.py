@@ -20,7 +20,7 @@ from videoreasoner.training.grpo_video import VISION_TOKENS, VideoGRPOTrainer, m
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
 from stages.rl import to_dataset
 from videoreasoner.training.rewards import build_rewards
-from videoreasoner.training.sft_data import select_records
+from videoreasoner.data.selection import select_records
 from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import build_messages, sample_video, user_text
 from videoreasoner.video.invariant import VideoInputError, remove_video_invariant

@@ -8,7 +8,8 @@ from videoreasoner.core.atomic import read_jsonl
 from stages.bootstrap import BootstrapRun
 from stages.bootstrap import run as bootstrap
 from stages.sft import SFTRun, run
-from videoreasoner.training.sft_data import IGNORE_INDEX, VideoSFTCollator, select_records, to_dataset
+from videoreasoner.data.selection import select_records
+from videoreasoner.training.sft_data import IGNORE_INDEX, VideoSFTCollator, to_dataset
 from videoreasoner.training.common import parse_trl_config, prepare_checkpoints
 from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import assistant_text
@@ -125,7 +126,7 @@ def test_frozen_vision_tower_is_saved_unchanged_and_the_rest_trains(workspace):
 def test_length_grouped_batches_get_the_length_column_they_sort_on(workspace):
     """TRL drops columns outside its signature; group_by_length needs `length`, added only then."""
     from videoreasoner.training.model_io import load_model_and_processor
-    from stages.sft import with_lengths
+    from videoreasoner.training.sft_trainer import with_lengths
 
     root = workspace
     records = select_records(read_jsonl(root / "data/validated/train.jsonl"), "reasoning")[:4]
@@ -155,7 +156,7 @@ def test_default_params_sections_parse():
     import yaml
     from trl import SFTConfig
 
-    from stages.sft import split_params
+    from videoreasoner.training.sft_trainer import split_params
     from videoreasoner.training.tiny_model import TinyConfig
     from videoreasoner.training.common import lora_config
 
@@ -173,7 +174,7 @@ def test_default_params_sections_parse():
 def test_trainer_forward_receives_the_video_tensors(workspace, tmp_path):
     """The loss forward must see the pixels and their timing (TRL's GRPO trainer silently drops them)."""
     from videoreasoner.training.model_io import load_model_and_processor
-    from stages.sft import train
+    from videoreasoner.training.sft_trainer import train
 
     root = workspace
     model, processor = load_model_and_processor(root / "models/base")

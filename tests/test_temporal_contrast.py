@@ -74,7 +74,7 @@ def test_trainer_scores_rollouts_on_shuffled_frames(tmp_path):
     from videoreasoner.core.atomic import read_jsonl
     from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
     from stages.rl import to_dataset
-    from videoreasoner.training.sft_data import select_records
+    from videoreasoner.data.selection import select_records
     from videoreasoner.training.temporal_contrast import TemporalContrastGRPOTrainer
     from videoreasoner.training.tiny_model import TinyConfig, build_tiny
     from videoreasoner.video.config import VideoConfig

@@ -7,7 +7,9 @@ import pytest
 from videoreasoner.answers.format import format_target
 from videoreasoner.core.atomic import write_jsonl
 from videoreasoner.inference.engines import Generation
-from stages.tts import TTSRun, choose_point, metric_value, run, settings, with_sampler
+from stages.tts import TTSRun, run, settings
+from videoreasoner.inference.tts_policy import choose_point, metric_value
+from videoreasoner.inference.tts_strategies import with_sampler
 from tests.test_tts_strategies import FakeEngine, FakeFrames
 
 

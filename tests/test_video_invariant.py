@@ -13,7 +13,8 @@ import torch
 
 from helpers_world import TINY_SIZES, VIDEO, make_workspace, trl_params
 from videoreasoner.core.atomic import read_jsonl
-from videoreasoner.training.sft_data import VideoSFTCollator, select_records, to_dataset
+from videoreasoner.data.selection import select_records
+from videoreasoner.training.sft_data import VideoSFTCollator, to_dataset
 from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.invariant import (
     VideoInputError, VideoInvariant, check_rows_have_video, install_video_invariant, remove_video_invariant,
@@ -190,7 +191,7 @@ def test_a_grpo_loss_forward_that_drops_the_video_raises(world, tmp_path, monkey
 
 def test_sft_step_grpo_step_and_generation_pass_with_the_check(world, tmp_path):
     from videoreasoner.training.model_io import load_model_and_processor
-    from stages.sft import train
+    from videoreasoner.training.sft_trainer import train
     from test_grpo_video import video_trainer
 
     model, processor = load_model_and_processor(world.model_dir)

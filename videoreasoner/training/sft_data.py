@@ -22,19 +22,6 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 
 
-def select_records(records: list[dict], kind: str) -> list[dict]:
-    """kind "reasoning": records whose meta.kind is not "perception" (all records without meta);
-    kind "perception": only meta.kind == "perception"."""
-    def is_perception(r: dict) -> bool:
-        return (r.get("meta") or {}).get("kind") == "perception"
-
-    if kind == "perception":
-        return [r for r in records if is_perception(r)]
-    if kind == "reasoning":
-        return [r for r in records if not is_perception(r)]
-    raise ValueError(f"unknown record kind {kind!r}")
-
-
 def video_path(record: dict, video_root: str | os.PathLike) -> str:
     """Absolute path of a record's video (`video` is relative to the dataset or workspace root)."""
     path = Path(record["video"])
