@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from videoreasoner.core import telemetry  # noqa: F401
+from flows.cli_logging import cli_logging
 from flows.lineage import already_done
 from videoreasoner.core.tracking import redact
 
@@ -18,8 +19,6 @@ registration and gated promotion. See flows/pipeline.py."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flows.registry import cli_logging
-
     parser = argparse.ArgumentParser(prog="vr pipeline", description=PIPELINE_DOC,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", default=".", help="workspace root (holds dvc.yaml)")

@@ -37,17 +37,18 @@ def already_done(repo: str | Path, register_model: bool = True) -> str | None:
         return "every stage is up to date"
     import mlflow
 
-    from flows import registry
+    from flows.aliases import alias_version, find_version
     from flows.gates import load_rules
+    from flows.registry_tracking import tracking_uri
 
-    uri = registry.tracking_uri(repo)
+    uri = tracking_uri(repo)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         return None  # no store yet: nothing was registered
     mlflow.set_tracking_uri(uri)  # the registry only: no experiment is opened or created
     rules = load_rules(repo / "mlflow/registry.yaml")
-    version = registry.find_version(rules, "dvc_lock_hash", lineage_tags(repo)["dvc_lock_hash"])
+    version = find_version(rules, "dvc_lock_hash", lineage_tags(repo)["dvc_lock_hash"])
     if version is None:
         return None
-    champion = registry.alias_version(rules, rules.champion)
+    champion = alias_version(rules, rules.champion)
     return f"every stage is up to date and {rules.model_name} version {version} holds this state " \
            f"(champion: {champion or 'none'})"

@@ -7,7 +7,7 @@ stage processes get its id and the pipeline run id through the environment (see 
 after each stage the flow tags that stage's MLflow run with the final dvc.lock hash.
 One flow at a time per workspace: a second one waits up to `lock_timeout_s` (`--wait`) for the
 workspace lock (.dvc/tmp/vr-pipeline.lock), then refuses, naming the holder's pid (see `workspace_lock`).
-Run: `python -m flows.pipeline` (= `vr flow`); `--force` re-runs every stage.
+Run: `vr pipeline` (flows/command.py); `--force` re-runs every stage.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from prefect.exceptions import MissingContextError  # noqa: E402
 from flows.dag import stage_order  # noqa: E402
 from flows.lineage import lineage_tags  # noqa: E402
 
-log = logging.getLogger("flows.pipeline")  # not __name__: it is __main__ under python -m
+log = logging.getLogger("flows.pipeline")  # shared with flows/command.py: `vr pipeline` logs under one name
 TRANSIENT_PATTERNS = [re.compile(p, re.I) for p in (
     r"Unable to acquire lock", r"database is locked", r"Connection (reset|refused|aborted)",
     r"Temporary failure in name resolution", r"Read timed out", r"ConnectTimeout", r"503 Service Unavailable",
@@ -192,22 +192,24 @@ def tag_stage_runs(client, experiment_id: str, stage: str, tags: dict[str, str],
 @task(task_run_name="register and promote", cache_policy=NO_CACHE)
 def register_and_promote(repo: str, tags: dict[str, str], parent_run_id: str) -> dict[str, Any]:
     """Register the workspace's model unless a version with the same pipeline hash exists."""
-    from flows import registry
+    from flows.aliases import alias_version, find_version
     from flows.gates import load_rules
+    from flows.registration import register_workspace
+    from flows.registry_tracking import mlflow_client
 
     logger = _logger()
     rules = load_rules(Path(repo) / "mlflow/registry.yaml")
     missing = [p for p in (rules.model_dir, rules.policy, rules.metrics) if not (Path(repo) / p).exists()]
     if missing:
         logger.warning("nothing to register yet: %s missing", ", ".join(missing))
-        return {"version": None, "registered": False, "champion": registry.alias_version(rules, rules.champion)
-                if registry._client().search_registered_models(f"name = '{rules.model_name}'") else None}
-    existing = registry.find_version(rules, "dvc_lock_hash", tags["dvc_lock_hash"])
+        return {"version": None, "registered": False, "champion": alias_version(rules, rules.champion)
+                if mlflow_client().search_registered_models(f"name = '{rules.model_name}'") else None}
+    existing = find_version(rules, "dvc_lock_hash", tags["dvc_lock_hash"])
     if existing:
         logger.info("%s version %s already holds this pipeline state: not registering again",
                     rules.model_name, existing)
-        return {"version": existing, "registered": False, "champion": registry.alias_version(rules, rules.champion)}
-    result = registry.register_workspace(repo, rules, tags=tags, parent_run_id=parent_run_id)
+        return {"version": existing, "registered": False, "champion": alias_version(rules, rules.champion)}
+    result = register_workspace(repo, rules, tags=tags, parent_run_id=parent_run_id)
     logger.info("registered %s version %s: %s", rules.model_name, result["version"], result["decision"])
     return result | {"registered": True}
 
@@ -224,14 +226,14 @@ def pipeline(repo: str = ".", force: bool = False, register_model: bool = True,
 def _pipeline(repo_path: Path, force: bool, register_model: bool) -> dict[str, Any]:
     from prefect.runtime import flow_run
 
-    from flows import registry
+    from flows.registry_tracking import mlflow_client, tracking_setup
 
     logger = _logger()
     pipeline_run_id = str(flow_run.id or uuid.uuid4())
     stages = stage_order(repo_path)
     logger.info("stages in DAG order: %s", " -> ".join(stages))
-    uri, experiment_id = registry.tracking_setup(repo_path)
-    client = registry._client()
+    uri, experiment_id = tracking_setup(repo_path)
+    client = mlflow_client()
     parent = client.create_run(experiment_id, run_name="pipeline", tags={
         "pipeline_run_id": pipeline_run_id, "stage": "pipeline", "prefect_flow_run_id": str(flow_run.id or "")})
     parent_id = parent.info.run_id
@@ -275,12 +277,5 @@ def _unless_failing(failing: bool, what: str):
         _logger().warning("could not %s in MLflow: %s", what, redact(str(exc))[:500])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m flows.pipeline`: the same as `vr pipeline` (flows/command.py)."""
-    from flows.command import main as command_main
-
-    return command_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the command is flows/command.py: it checks for work before Prefect is imported
+    sys.exit("flows/pipeline.py defines the flow; run it with `vr pipeline` (python -m flows.command)")

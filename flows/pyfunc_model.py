@@ -60,7 +60,8 @@ def confined_video(video: str, roots: Sequence[Path]) -> str | None:
 
 
 def default_predictor_factory(model_dir: str, policy: dict, settings: dict) -> Predictor:
-    """The production path: the inference engine and TTS strategies of stages/, imported lazily."""
+    """The production path: the inference engine and TTS strategies of videoreasoner/inference/, imported
+    lazily."""
     from videoreasoner.inference import engines as inference
     from videoreasoner.inference import tts_strategies
 

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from videoreasoner.core import telemetry  # noqa: F401
+from flows.cli_logging import cli_logging
 
 log = logging.getLogger("flows.servers")  # not __name__: it is __main__ under python -m
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,8 +122,6 @@ def serve(prefect_yaml: Path, name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flows.registry import cli_logging
-
     parser = argparse.ArgumentParser(prog="vr servers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", default=".", type=Path)

@@ -18,7 +18,7 @@ import pytest
 from vr import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_MODULES = [*cli.STAGE_MODULES.values(), *cli.FORWARDED.values(), "videoreasoner.training.launch", "flows.pipeline"]
+ENTRY_MODULES = [*cli.STAGE_MODULES.values(), *cli.FORWARDED.values(), "videoreasoner.training.launch"]
 NAN_RECORD = {"id": "bad:1", "video": "v.mp4", "duration": 2.0, "problem_type": "temporal_grounding",
               "question": "When does it move?", "answer": [float("nan"), 1.0], "split": "train", "source": "t"}
 
@@ -124,12 +124,11 @@ def test_vr_score_returns_1_on_a_non_finite_ground_truth(tmp_path):
 def test_vr_pipeline_returns_1_when_a_stage_fails_and_75_when_busy(monkeypatch):
     import flows.command
     import flows.pipeline
-    import flows.registry
     from flows.pipeline import StageFailed, WorkspaceBusy
 
     # no stderr handler bound to this test's captured stream; Prefect's logging set-up hides records from
     # caplog, so a handler of our own on the command's logger collects them
-    monkeypatch.setattr(flows.registry, "cli_logging", lambda: None)
+    monkeypatch.setattr(flows.command, "cli_logging", lambda: None)
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.ERROR)
     handler.emit = records.append
@@ -152,18 +151,18 @@ def test_vr_pipeline_returns_1_when_a_stage_fails_and_75_when_busy(monkeypatch):
 
 
 def test_vr_registry_returns_1_when_the_gates_refuse_and_75_when_mlflow_is_down(monkeypatch):
-    import flows.registry as registry
+    import flows.registry_cli as registry_cli
     from flows.gates import Decision
 
-    monkeypatch.setattr(registry, "load_rules", lambda path: type("Rules", (), {"model_name": "m"})())
-    monkeypatch.setattr(registry, "tracking_setup", lambda repo: ("sqlite:///x.db", "0"))
-    monkeypatch.setattr(registry, "promote", lambda rules, version, force=False: Decision(False, ("worse",)))
+    monkeypatch.setattr(registry_cli, "load_rules", lambda path: type("Rules", (), {"model_name": "m"})())
+    monkeypatch.setattr(registry_cli, "tracking_setup", lambda repo: ("sqlite:///x.db", "0"))
+    monkeypatch.setattr(registry_cli, "promote", lambda rules, version, force=False: Decision(False, ("worse",)))
     assert cli.main(["registry", "promote", "3"]) == 1
 
     def down(rules, version, force=False):
-        raise registry.RegistryUnavailable("server down")
+        raise registry_cli.RegistryUnavailable("server down")
 
-    monkeypatch.setattr(registry, "promote", down)
+    monkeypatch.setattr(registry_cli, "promote", down)
     assert cli.main(["registry", "promote", "3"]) == 75
 
 

@@ -25,7 +25,7 @@ import yaml
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))  # before Prefect loads
 
-from flows import registry  # noqa: E402
+from flows import registry_tracking  # noqa: E402
 from videoreasoner.core import atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -334,7 +334,7 @@ def test_failed_stage_keeps_earlier_outputs_and_the_rerun_starts_there(tmp_path,
     assert not (ws / "data/interim/records.jsonl").exists() and leftovers(ws / "data") == []
     status = json.loads(_dvc(ws, "status", "--json").stdout)
     assert set(status) == {"ingest"}, status  # generate is up to date
-    _, experiment = registry.tracking_setup(ws)
+    _, experiment = registry_tracking.tracking_setup(ws)
     (parent,) = MlflowClient().search_runs([experiment], "tags.stage = 'pipeline'")
     assert {k: v for k, v in parent.data.tags.items() if k.startswith("stage.")} == {
         "stage.generate": "ran", "stage.ingest": "failed"}

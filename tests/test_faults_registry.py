@@ -17,7 +17,7 @@ import pytest
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))  # before Prefect loads
 
-from flows import registry, retries  # noqa: E402
+from flows import aliases, registration, registry_tracking, retries, version_tags  # noqa: E402
 from flows.gates import Gate, Rules  # noqa: E402
 
 RULES = {"gates": (Gate("mc_accuracy", 0.0),)}
@@ -48,7 +48,7 @@ def _artifacts(root: Path) -> tuple[Path, Path]:
 
 def _register(rules: Rules, root: Path, **metrics) -> str:
     model, policy = _artifacts(root)
-    return registry.register(rules, model, policy, metrics or {"mc_accuracy": 0.5}, tags=LINEAGE,
+    return registration.register(rules, model, policy, metrics or {"mc_accuracy": 0.5}, tags=LINEAGE,
                              predictor_factory=lambda *a: (lambda record, video: "<answer>A</answer>"))
 
 
@@ -58,7 +58,7 @@ def test_server_down_from_the_start_fails_fast_naming_it_without_credentials(tmp
     port = free_port()  # nothing listens there
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://vr-user:s3cret@127.0.0.1:{port}")
     with pytest.raises(retries.RegistryUnavailable) as info:
-        registry.tracking_setup(tmp_path)
+        registry_tracking.tracking_setup(tmp_path)
     message = str(info.value)
     assert f"http://127.0.0.1:{port}" in message and "s3cret" not in message and "3 attempts" in message
     t0 = time.monotonic()
@@ -74,7 +74,7 @@ def sqlite_store(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow")
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    registry.tracking_setup(root)
+    registry_tracking.tracking_setup(root)
     yield root
     mp.undo()
 
@@ -104,9 +104,9 @@ def test_a_blip_is_retried_and_the_registration_completes(sqlite_store, fast_ret
     calls = _blip(monkeypatch, "set_registered_model_alias", failures=2)
     version = _register(rules, sqlite_store)
     assert len(calls) == 3
-    assert registry.alias_version(rules, rules.challenger) == version
-    assert registry.list_versions(rules)[0]["registration"] == registry.COMPLETE
-    assert registry.find_version(rules, "dvc_lock_hash", "h1") == version
+    assert aliases.alias_version(rules, rules.challenger) == version
+    assert aliases.list_versions(rules)[0]["registration"] == version_tags.COMPLETE
+    assert aliases.find_version(rules, "dvc_lock_hash", "h1") == version
 
 
 def test_server_lost_after_the_version_exists_deletes_it_and_gives_challenger_back(sqlite_store, fast_retries,
@@ -117,8 +117,8 @@ def test_server_lost_after_the_version_exists_deletes_it_and_gives_challenger_ba
     with pytest.raises(retries.RegistryUnavailable, match=r"tagging lost-model version 2.*\n.*version 2 deleted"):
         _register(rules, sqlite_store, mc_accuracy=0.9)
     monkeypatch.undo()
-    assert [r["version"] for r in registry.list_versions(rules)] == [v1]
-    assert registry.alias_version(rules, rules.challenger) == v1
+    assert [r["version"] for r in aliases.list_versions(rules)] == [v1]
+    assert aliases.alias_version(rules, rules.challenger) == v1
 
 
 def test_alias_lookup_on_a_dead_server_is_an_error_not_none(sqlite_store, fast_retries, monkeypatch):
@@ -126,7 +126,7 @@ def test_alias_lookup_on_a_dead_server_is_an_error_not_none(sqlite_store, fast_r
     rules = Rules("lost-model", **RULES)
     _blip(monkeypatch, "get_model_version_by_alias", failures=None)
     with pytest.raises(retries.RegistryUnavailable, match="reading alias 'champion'"):
-        registry.promote(rules, "1")
+        aliases.promote(rules, "1")
 
 
 @pytest.fixture()
@@ -172,29 +172,29 @@ def test_server_killed_during_registration(mlflow_server, tmp_path, fast_retries
 
     uri, db, kill = mlflow_server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    registry.tracking_setup(tmp_path)
+    registry_tracking.tracking_setup(tmp_path)
     rules = Rules("killed-model", **RULES)
-    real_tag = registry._tag_version
+    real_tag = registration._tag_version
 
     def server_dies(*args, **kwargs):
         kill()
         return real_tag(*args, **kwargs)
 
-    monkeypatch.setattr(registry, "_tag_version", server_dies)
+    monkeypatch.setattr(registration, "_tag_version", server_dies)
     with pytest.raises(retries.RegistryUnavailable) as info:
         _register(rules, tmp_path)
     message = str(info.value)
     assert uri in message and "tagging killed-model version 1" in message and "stay tagged registration=pending" in message
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")  # the server's own store, read directly
-    registry.tracking_setup(tmp_path)
+    registry_tracking.tracking_setup(tmp_path)
     (mv,) = MlflowClient().search_model_versions("name = 'killed-model'")
     assert mv.tags["registration"] == "pending" and not MlflowClient().get_registered_model("killed-model").aliases
-    assert registry.find_version(rules, "dvc_lock_hash", LINEAGE["dvc_lock_hash"]) is None
+    assert aliases.find_version(rules, "dvc_lock_hash", LINEAGE["dvc_lock_hash"]) is None
     with pytest.raises(ValueError, match="registration never completed"):
-        registry.promote(rules, "1")
-    assert registry.sweep_pending(rules) == []  # younger than STALE_PENDING_S: maybe a live registration
-    assert registry.sweep_pending(rules, older_than_s=0) == ["1"]
+        aliases.promote(rules, "1")
+    assert registration.sweep_pending(rules) == []  # younger than STALE_PENDING_S: maybe a live registration
+    assert registration.sweep_pending(rules, older_than_s=0) == ["1"]
     assert MlflowClient().search_model_versions("name = 'killed-model'") == []
 
 

@@ -82,7 +82,7 @@ def test_flow_end_to_end(workspace, prefect_harness):
     import mlflow
     from mlflow import MlflowClient
 
-    from flows import registry
+    from flows import aliases
     from flows.dag import stage_order
     from flows.gates import load_rules
     from flows.lineage import already_done
@@ -117,7 +117,7 @@ def test_flow_end_to_end(workspace, prefect_harness):
         assert run.data.tags["dvc_lock_hash"] not in ("", "none")
 
     rules = load_rules(workspace / "mlflow/registry.yaml")
-    champion = registry.alias_version(rules, rules.champion)
+    champion = aliases.alias_version(rules, rules.champion)
     assert champion == first["registry"]["version"] == second["registry"]["version"]
     tags = client.get_model_version(rules.model_name, champion).tags
     for key in ("git_commit", "pipeline_run_id", "dvc_lock_hash", "dvc_lock.rl", "dvc_lock.evaluate"):

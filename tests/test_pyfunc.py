@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import registry
+from flows import aliases, registration, registry_tracking
 from flows.gates import Rules
 from flows.pyfunc_model import allowed_roots, to_records
 
@@ -81,14 +81,14 @@ def test_champion_pyfunc_answers_a_question(tmp_path, monkeypatch, video):
     import mlflow.pyfunc
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    registry.tracking_setup(tmp_path)
+    registry_tracking.tracking_setup(tmp_path)
     (tmp_path / "rl").mkdir()
     (tmp_path / "rl/config.json").write_text("{}")
     (tmp_path / "policy.json").write_text(json.dumps({"answer": "B"}))
     rules = Rules("pyfunc-model")
-    version = registry.register(rules, tmp_path / "rl", tmp_path / "policy.json", {"mc_accuracy": 0.5},
+    version = registration.register(rules, tmp_path / "rl", tmp_path / "policy.json", {"mc_accuracy": 0.5},
                                 settings={"video": {"fps": 2.0}}, predictor_factory=stub_factory)
-    registry.promote(rules, version)
+    aliases.promote(rules, version)
 
     model = mlflow.pyfunc.load_model("models:/pyfunc-model@champion", model_config={"video_roots": [str(tmp_path)]})
     out = model.predict({"video": str(video), "question": "Which colour?", "problem_type": "multiple_choice",
@@ -151,12 +151,12 @@ def test_production_path_answers_with_a_tiny_model(tmp_path, monkeypatch):
     save_model_and_processor(model, processor, tmp_path / "models/rl")
     (tmp_path / "policy.json").write_text(json.dumps({"strategy": "greedy", "decoding": {"max_new_tokens": 8}}))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    registry.tracking_setup(tmp_path)
+    registry_tracking.tracking_setup(tmp_path)
     rules = Rules("tiny-video-reasoner")
     settings = {"video": VIDEO, "compute": {"dtype": "float32"}, "eval": {"batch_size": 1, "torch_threads": 1}}
-    version = registry.register(rules, tmp_path / "models/rl", tmp_path / "policy.json", {"mc_accuracy": 0.0},
+    version = registration.register(rules, tmp_path / "models/rl", tmp_path / "policy.json", {"mc_accuracy": 0.0},
                                 settings=settings, code_paths=[str(root / "flows"), str(root / "stages")])
-    registry.promote(rules, version)
+    aliases.promote(rules, version)
 
     record = next(r for r in read_jsonl(tmp_path / "data/validated/test.jsonl") if r["problem_type"] == "multiple_choice")
     pyfunc = mlflow.pyfunc.load_model(f"models:/{rules.model_name}@champion", model_config={"video_roots": [str(tmp_path)]})

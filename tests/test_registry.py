@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from flows import registry
+from flows import aliases, registration, registry_tracking
 from flows.gates import Gate, Rules, gate_decision, ladder_metrics, load_rules
 
 RULES = dict(gates=(Gate("mc_accuracy", 0.0), Gate("temporal_miou", 0.01)),
@@ -22,7 +22,7 @@ def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow")
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    registry.tracking_setup(root)
+    registry_tracking.tracking_setup(root)
     model = root / "models/rl"
     model.mkdir(parents=True)
     (model / "config.json").write_text("{}")
@@ -32,7 +32,7 @@ def store(tmp_path_factory):
 
 
 def add(rules, store, **metrics):
-    return registry.register(rules, store / "models/rl", store / "policy.json", metrics,
+    return registration.register(rules, store / "models/rl", store / "policy.json", metrics,
                              settings={"video": {"fps": 2}}, tags={"git_commit": "abc", "pipeline_run_id": "p1"},
                              predictor_factory=stub_factory)
 
@@ -68,44 +68,44 @@ def test_first_champion_worse_stays_better_promoted_rollback(store):
     rules = Rules("ladder-model", **RULES)
     v1 = add(rules, store, mc_accuracy=0.5, temporal_miou=0.4, numerical_accuracy=0.6)
     assert isinstance(v1, str)
-    assert registry.alias_version(rules, "challenger") == v1
-    assert registry.promote(rules, v1).passed
-    assert registry.alias_version(rules, "champion") == v1
+    assert aliases.alias_version(rules, "challenger") == v1
+    assert aliases.promote(rules, v1).passed
+    assert aliases.alias_version(rules, "champion") == v1
 
     v2 = add(rules, store, mc_accuracy=0.4, temporal_miou=0.6, numerical_accuracy=0.6)
-    assert not registry.promote(rules, v2).passed
-    assert registry.alias_version(rules, "champion") == v1
-    assert registry.alias_version(rules, "challenger") == v2
+    assert not aliases.promote(rules, v2).passed
+    assert aliases.alias_version(rules, "champion") == v1
+    assert aliases.alias_version(rules, "challenger") == v2
 
     v3 = add(rules, store, mc_accuracy=0.6, temporal_miou=0.5, numerical_accuracy=0.59)
-    decision = registry.promote(rules, v3)
+    decision = aliases.promote(rules, v3)
     assert decision.passed, decision.summary()
-    assert registry.alias_version(rules, "champion") == v3
+    assert aliases.alias_version(rules, "champion") == v3
 
-    rows = registry.list_versions(rules)
+    rows = aliases.list_versions(rules)
     assert [r["version"] for r in rows] == [v3, v2, v1]
     assert rows[0]["aliases"] == ["challenger", "champion"]
     assert rows[0]["git_commit"] == "abc"
-    assert registry.rollback(rules) == v1
-    assert registry.alias_version(rules, "champion") == v1
-    assert registry.rollback(rules, to=v3) == v3
-    assert registry.version_metrics(rules, v3)["mc_accuracy"] == 0.6
+    assert aliases.rollback(rules) == v1
+    assert aliases.alias_version(rules, "champion") == v1
+    assert aliases.rollback(rules, to=v3) == v3
+    assert aliases.version_metrics(rules, v3)["mc_accuracy"] == 0.6
 
 
 def test_failed_registration_leaves_no_version(store, monkeypatch):
     rules = Rules("atomic-model", **RULES)
     v1 = add(rules, store, mc_accuracy=0.5, temporal_miou=0.4)
-    registry.promote(rules, v1)
+    aliases.promote(rules, v1)
 
     def boom(*args, **kwargs):
         raise RuntimeError("injected failure after the version was created")
 
-    monkeypatch.setattr(registry, "_tag_version", boom)
+    monkeypatch.setattr(registration, "_tag_version", boom)
     with pytest.raises(RuntimeError, match="injected"):
         add(rules, store, mc_accuracy=0.9, temporal_miou=0.9)
-    assert [r["version"] for r in registry.list_versions(rules)] == [v1]
-    assert registry.alias_version(rules, "champion") == v1
-    assert registry.alias_version(rules, "challenger") == v1
+    assert [r["version"] for r in aliases.list_versions(rules)] == [v1]
+    assert aliases.alias_version(rules, "champion") == v1
+    assert aliases.alias_version(rules, "challenger") == v1
 
     fresh = Rules("never-made", **RULES)  # a failing first registration leaves no registered model either
     with pytest.raises(RuntimeError, match="injected"):

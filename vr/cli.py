@@ -27,7 +27,7 @@ from videoreasoner.core import telemetry  # noqa: F401
 STAGE_MODULES = {name: f"stages.{name}" for name in
                  ("generate", "ingest", "validate", "bootstrap", "sft", "rl", "tts", "evaluate")}
 
-FORWARDED = {"pipeline": "flows.command", "registry": "flows.registry", "servers": "flows.servers",
+FORWARDED = {"pipeline": "flows.command", "registry": "flows.registry_cli", "servers": "flows.servers",
              "score": "videoreasoner.answers.score"}
 
 
