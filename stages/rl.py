@@ -29,8 +29,8 @@ from videoreasoner.training.temporal_contrast import (
     temporal_contrast_reward,
 )
 from videoreasoner.core.tracking import stage_run, trainer_callback
-from videoreasoner.training.common import (
 from videoreasoner.data.selection import select_records
+from videoreasoner.training.common import (
     CHECKPOINTS,
     MODELS_SFT,
     checkpoint_step,
