@@ -18,7 +18,9 @@ import pytest
 from vr import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_MODULES = [*cli.STAGE_MODULES.values(), *cli.FORWARDED.values(), "videoreasoner.training.launch"]
+FORWARDED_MODULES = {"pipeline": "flows.command", "registry": "flows.registry_cli", "servers": "flows.servers",
+                     "score": "videoreasoner.answers.score"}
+ENTRY_MODULES = [*(f"stages.{name}" for name in cli.STAGES), *FORWARDED_MODULES.values(), "videoreasoner.training.launch"]
 NAN_RECORD = {"id": "bad:1", "video": "v.mp4", "duration": 2.0, "problem_type": "temporal_grounding",
               "question": "When does it move?", "answer": [float("nan"), 1.0], "split": "train", "source": "t"}
 
@@ -45,11 +47,11 @@ def test_the_console_script_is_the_cli_main():
     assert 'vr = "vr.cli:main"' in text  # setuptools' wrapper runs sys.exit(main())
 
 
-@pytest.mark.parametrize("command", list(cli.STAGE_MODULES))
+@pytest.mark.parametrize("command", list(cli.STAGES))
 def test_vr_returns_each_stages_exit_code(command, monkeypatch):
     fake = type(sys)("fake_stage")
     fake.main = lambda: 3
-    monkeypatch.setitem(sys.modules, cli.STAGE_MODULES[command], fake)
+    monkeypatch.setitem(sys.modules, f"stages.{command}", fake)
     assert cli.main([command]) == 3
     fake.main = lambda: None  # a main that forgot to return its code must not read as success
     with pytest.raises(TypeError, match=f"vr {command}: its main\\(\\) returned None"):
@@ -58,7 +60,11 @@ def test_vr_returns_each_stages_exit_code(command, monkeypatch):
     assert cli.main([command]) == 1
 
 
-@pytest.mark.parametrize("command, module", list(cli.FORWARDED.items()))
+def test_forwarded_modules_lists_every_forwarded_command():
+    assert set(FORWARDED_MODULES) == set(cli.FORWARDED)
+
+
+@pytest.mark.parametrize("command, module", list(FORWARDED_MODULES.items()))
 def test_vr_returns_each_forwarded_commands_exit_code_and_passes_its_arguments(command, module, monkeypatch):
     fake, seen = type(sys)("fake_command"), []
     fake.main = lambda argv: seen.append(argv) or 4
