@@ -65,10 +65,11 @@ HEADLINE = {
     "spatial_miou": "per_type.spatial_grounding.mIoU", "stvg_m_vIoU": "per_type.spatio_temporal_grounding.m_vIoU",
 }
 LADDER_METRICS = ("AM", "accuracy", "m_tIoU", "m_vIoU", "mc_accuracy", "temporal_miou", "spatial_miou")
+# Equal to params.yaml `eval` (tests/test_params_defaults.py): a partial section behaves as the pipeline.
 DEFAULTS: dict[str, Any] = {
-    "models": ["base", "sft", "rl", "rl_tts"], "max_items_per_type": 12, "controls": ["blank", "shuffled"],
+    "models": ["base", "sft", "rl", "rl_tts"], "max_items_per_type": 24, "controls": ["blank", "shuffled"],
     "constant": {"max_candidates": 24, "max_records": 300}, "decoding": {"max_new_tokens": 192},
-    "batch_size": 32, "torch_threads": 1, "seed": 0, "n_boot": 1000, "backend": "hf",
+    "batch_size": 96, "torch_threads": 2, "seed": 0, "n_boot": 1000, "backend": "hf",
 }
 
 EVAL_SECTION = SectionDefaults("eval", DEFAULTS)

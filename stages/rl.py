@@ -18,6 +18,7 @@ from typing import Any
 
 from videoreasoner.core import telemetry  # noqa: F401  (telemetry opt-outs before any tool is imported)
 from videoreasoner.core.atomic import atomic_dir, atomic_path, read_jsonl, write_json
+from videoreasoner.core.params import SectionDefaults
 from videoreasoner.training.launch import ComputeConfig
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
 from videoreasoner.core.paths import MODELS_RL, RL_REPORTS
@@ -69,13 +70,16 @@ OWN_KEYS = ("variant", "temporal_contrast", "skip_zero_variance_groups", "lora",
             "problem_types", "torch_threads")
 REQUIRED_TRL_KEYS = ("bf16", "fp16", "activation_checkpointing|gradient_checkpointing", "loss_type", "beta",
                      "scale_rewards")
+# Code defaults of our keys that have one (equal to params.yaml, tests/test_params_defaults.py); the
+# others are null when absent. open: the section's other keys are GRPOConfig fields, TRL's to check.
+OWN_DEFAULTS = SectionDefaults("rl", {"variant": "dr_grpo"}, open=True)
 RECORD_COLUMNS = ("id", "video", "problem_type", "options", "duration", "fps")
 
 
 def resolve_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(our keys, GRPOConfig keys): the variant's preset overlaid by the explicit keys of params `rl`."""
     own = {k: params[k] for k in OWN_KEYS if k in params}
-    variant = own.get("variant", "grpo")
+    variant = own.setdefault("variant", OWN_DEFAULTS.values["variant"])
     if variant not in VARIANTS:
         raise ValueError(f"params rl.variant: unknown {variant!r} (known: {sorted(VARIANTS)})")
     explicit = {k: v for k, v in params.items() if k not in OWN_KEYS}
@@ -200,7 +204,7 @@ def run(cfg: RLRun) -> dict[str, Any]:
         if own.get("freeze_vision"):
             log.info("vision tower frozen: %d parameters", freeze_vision_tower(model))
         log.info("rl: %d reasoning records, variant %s, %d reward functions", len(records),
-                 own.get("variant", "grpo"), len(funcs))
+                 own["variant"], len(funcs))
         with args.main_process_first(local=False, desc="checkpoints/rl"):  # one process clears stale ones
             resume = prepare_checkpoints(cfg.checkpoint_dir, run_fp)
         kwargs = dict(model=model, reward_funcs=funcs, args=args, train_dataset=to_dataset(records),
@@ -251,7 +255,7 @@ def _summary(trainer, result, rows, resume, seconds: float, n_records: int, own:
     resumed = checkpoint_step(resume)
     last = rows[-1] if rows else {}
     return {
-        "variant": own.get("variant", "grpo"),
+        "variant": own["variant"],
         "temporal_contrast": bool(TemporalContrastConfig.from_params(own.get("temporal_contrast")).enabled),
         "steps": steps,
         "resumed_from_step": resumed,

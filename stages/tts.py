@@ -51,13 +51,15 @@ CURVE_COLUMNS = ("point", "sampler", "strategy", "n", "frames", "metric", "metri
                  "tokens_per_item", "video_tokens_per_item", "seconds_per_item", "generations_per_item", "items",
                  "chosen")
 
+# Equal to params.yaml `tts` (tests/test_params_defaults.py): a partial section behaves as the pipeline.
 DEFAULTS: dict[str, Any] = {
-    "max_items_per_type": 4, "samplers": ["uniform"], "strategies": list(STRATEGIES), "n": [4], "frames": [4, 8],
+    "max_items_per_type": 4, "samplers": ["uniform"], "strategies": list(STRATEGIES), "n": [4], "frames": [2, 4],
     "start_frames": 2,
     "agreement": 1.0, "iou_threshold": 0.5, "scorer": "likelihood",
     "decoding": {"max_new_tokens": 192, "temperature": 0.8, "top_p": 0.95, "top_k": 0, "seed": 0},
-    "metric": "summary.AM", "rule": {"name": "cheapest_within", "epsilon": 0.01, "cost": "tokens_per_item"},
-    "batch_size": 32, "torch_threads": 1, "seed": 0, "n_boot": 200, "backend": "hf",
+    "metric": "summary.AM", "rule": {"name": "cheapest_within", "epsilon": "ci95", "cost": "tokens_per_item",
+                                   "cost_tolerance": 0.1},
+    "batch_size": 96, "torch_threads": 2, "seed": 0, "n_boot": 200, "backend": "hf",
 }
 
 TTS_SECTION = SectionDefaults("tts", DEFAULTS, nested=("decoding", "rule"))

@@ -15,7 +15,8 @@ WORLD_VIDEOS = {"train": 3, "val": 1}
 # A handful of steps, batch 2: seconds on 2 CPU cores.
 TINY_SIZES = {"vocab_size": 512, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
               "num_key_value_heads": 1, "intermediate_size": 128, "vision_hidden_size": 32,
-              "vision_depth": 1, "vision_heads": 2, "vision_intermediate_size": 64}
+              "vision_depth": 1, "vision_heads": 2, "vision_intermediate_size": 64,
+              "seed": 0, "pixel_mean": None, "pixel_std": None}  # the test models as before params' defaults
 VIDEO = {"fps": 1.0, "min_frames": 4, "max_frames": 4, "max_pixels": 112 * 112}
 
 
@@ -35,7 +36,7 @@ def make_workspace(root: Path, videos: dict[str, int] | None = None, seed: int =
     from videoreasoner.data.world.config import WorldConfig
 
     raw = root / "data/raw/synthetic"
-    run(WorldConfig(seed=seed, videos=videos or WORLD_VIDEOS, workers=1), raw)
+    run(WorldConfig(seed=seed, videos=videos or WORLD_VIDEOS, workers=1, objects=(1, 4), box_step_s=1.0), raw)
     records = [json.loads(line) for line in (raw / "annotations.jsonl").read_text().splitlines()]
     for split in ("train", "val", "test"):
         rows = [{**r, "video": f"data/raw/synthetic/{r['video']}"} for r in records if r["split"] == split]

@@ -50,7 +50,7 @@ def test_every_sampler_costs_the_same_video_tokens_at_the_same_budget(world, pro
     record = world[1][0]
     counts = {}
     for name in SAMPLERS:
-        cfg = VideoConfig(sampler=name, min_frames=budget, max_frames=budget)
+        cfg = VideoConfig(sampler=name, fps=1.0, min_frames=budget, max_frames=budget)
         video = sample_video(paths(world)[clip], cfg)
         batch = processor_inputs(processor, [build_messages(record, with_target=False)], [video], cfg,
                                  add_generation_prompt=True)
@@ -162,7 +162,7 @@ def test_bad_sampler_params_are_named(params, match):
 
 def test_meter_counts_the_video_tokens_of_every_processor_call(world, processor):
     record = world[1][0]
-    cfg = VideoConfig()
+    cfg = VideoConfig(fps=1.0, max_frames=8)
     video = sample_video(paths(world)["default"], cfg)
     small = sample_video(paths(world)["default"], replace(cfg, min_frames=4, max_frames=4))
     with count_video_tokens() as meter:

@@ -45,7 +45,7 @@ class ComputeConfig:
     accelerate_config: str | None = None
     main_process_port: int = 29500
     dtype: str = "float32"
-    torch_threads: int | None = None
+    torch_threads: int | None = 1
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> "ComputeConfig":

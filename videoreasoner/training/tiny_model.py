@@ -71,9 +71,9 @@ class TinyConfig:
     tokens_per_second: int = 2        # Qwen2.5-VL's temporal position ids per second of video
     # Pixel normalisation of the processor, (x / 255 - mean) / std per channel; null: the library's CLIP
     # statistics (what a pretrained Qwen2.5-VL expects). See build_processor.
-    pixel_mean: list[float] | None = None
-    pixel_std: list[float] | None = None
-    seed: int = 0
+    pixel_mean: list[float] | None = field(default_factory=lambda: [0.0627, 0.0627, 0.0627])
+    pixel_std: list[float] | None = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    seed: int = 1234
     extra_text: list[str] = field(default_factory=list)  # more tokenizer training text, if any
 
     @classmethod

@@ -29,13 +29,14 @@ class VideoConfig:
     key clip, a multiple of temporal_patch_size; keyclip_factor: key clips take this many times the
     frames at 1/this of the tokens per frame (same video tokens as uniform). rotation: a file whose
     display matrix turns its frames is turned upright ("apply") or rejected ("reject").
+    Defaults equal params.yaml (tests/test_params_defaults.py).
     """
 
     PARAMS_SECTION: ClassVar[str] = "video"
 
-    fps: float = 1.0
+    fps: float = 0.5
     min_frames: int = 4
-    max_frames: int = 8
+    max_frames: int = 4
     max_pixels: int = 112 * 112
     min_pixels: int = 28 * 28 * 4
     sampler: str = "uniform"

@@ -78,7 +78,7 @@ class WorldConfig:
     height: int = 112
     fps: int = 4
     duration_s: float = 8.0
-    objects: tuple[int, int] = (1, 4)
+    objects: tuple[int, int] = (1, 2)
     radius_px: tuple[int, int] = (16, 22)
     speed_px_s: tuple[float, float] = (12.0, 40.0)
     distractors: tuple[int, int] = (0, 2)
@@ -86,7 +86,7 @@ class WorldConfig:
     # patch: with the model sampling at f fps, a grid of 2/f seconds puts every boundary on a patch
     # boundary; 1/fps (one frame) lets boundaries fall anywhere.
     boundary_grid_s: float = 1.0
-    box_step_s: float = 1.0  # spacing of annotated boxes in a spatio-temporal tube
+    box_step_s: float = 2.0  # spacing of annotated boxes in a spatio-temporal tube
     colours: tuple[str, ...] = tuple(PALETTE)
     shapes: tuple[str, ...] = SHAPES
     items_per_video: dict[str, int] = field(default_factory=lambda: {
