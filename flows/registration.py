@@ -22,6 +22,9 @@ from flows.version_tags import COMPLETE, METRIC_TAG, PENDING, REGISTRATION_TAG
 
 log = logging.getLogger("flows.registry")  # one logger for the registry's modules, as users know it
 STALE_PENDING_S = 600.0  # a pending version older than this was left by a failed registration
+# Shipped inside each version (MLflow code_paths), so it loads wherever MLflow does: flows/pyfunc_model.py
+# and the library its predictor imports (videoreasoner/inference/ and what that imports).
+SHIPPED_CODE = ("flows", "videoreasoner")
 
 
 def _tag_version(client, name: str, version: str, tags: dict[str, str]) -> None:
@@ -147,7 +150,7 @@ def register_workspace(repo: str | Path, rules: Rules, *, tags: dict[str, str],
     settings = {k: params[k] for k in rules.settings if k in params} | {"eval_model": model_name}
     version = register(rules, repo / rules.model_dir, repo / rules.policy, metrics, settings=settings,
                        tags=tags, parent_run_id=parent_run_id,
-                       code_paths=[str(repo / "flows"), str(repo / "stages")])
+                       code_paths=[str(repo / folder) for folder in SHIPPED_CODE])
     decision = promote(rules, version)
     return {"version": version, "promoted": decision.passed and decision.reasons != ("already champion",),
             "decision": decision.summary(), "champion": alias_version(rules, rules.champion)}

@@ -20,7 +20,8 @@ from vr import cli
 ROOT = Path(__file__).resolve().parents[1]
 FORWARDED_MODULES = {"pipeline": "flows.command", "registry": "flows.registry_cli", "servers": "flows.servers",
                      "score": "videoreasoner.answers.score"}
-ENTRY_MODULES = [*(f"stages.{name}" for name in cli.STAGES), *FORWARDED_MODULES.values(), "videoreasoner.training.launch"]
+ENTRY_MODULES = [*(f"stages.{name}" for name in cli.STAGES), *FORWARDED_MODULES.values(),
+                 "videoreasoner.training.launch"]
 NAN_RECORD = {"id": "bad:1", "video": "v.mp4", "duration": 2.0, "problem_type": "temporal_grounding",
               "question": "When does it move?", "answer": [float("nan"), 1.0], "split": "train", "source": "t"}
 

@@ -136,6 +136,7 @@ def test_a_version_registered_before_the_library_moved_still_loads_and_answers(t
 def test_production_path_answers_with_a_tiny_model(tmp_path, monkeypatch):
     """No stub: the pyfunc loads a random tiny Qwen2.5-VL through videoreasoner.inference.engines and answers with
     videoreasoner.inference.tts_strategies.answer_with_policy about a generated video (code shipped with the model)."""
+    import mlflow.artifacts
     import mlflow.pyfunc
 
     from videoreasoner.core.atomic import read_jsonl
@@ -155,8 +156,11 @@ def test_production_path_answers_with_a_tiny_model(tmp_path, monkeypatch):
     rules = Rules("tiny-video-reasoner")
     settings = {"video": VIDEO, "compute": {"dtype": "float32"}, "eval": {"batch_size": 1, "torch_threads": 1}}
     version = registration.register(rules, tmp_path / "models/rl", tmp_path / "policy.json", {"mc_accuracy": 0.0},
-                                settings=settings, code_paths=[str(root / "flows"), str(root / "stages")])
+                                    settings=settings,
+                                    code_paths=[str(root / folder) for folder in registration.SHIPPED_CODE])
     aliases.promote(rules, version)
+    shipped = Path(mlflow.artifacts.download_artifacts(f"models:/{rules.model_name}/{version}")) / "code"
+    assert (shipped / "videoreasoner/inference/engines.py").is_file()  # what the predictor imports at load
 
     record = next(r for r in read_jsonl(tmp_path / "data/validated/test.jsonl") if r["problem_type"] == "multiple_choice")
     pyfunc = mlflow.pyfunc.load_model(f"models:/{rules.model_name}@champion", model_config={"video_roots": [str(tmp_path)]})
