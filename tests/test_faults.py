@@ -273,16 +273,17 @@ def engine_free(monkeypatch):
     return flow_module.pipeline.fn
 
 
-# `vr flow` in its own process, the same way (see engine_free); with FLOW_GO set it starts once that file
+# `vr pipeline` in its own process, the same way (see engine_free); with FLOW_GO set it starts once that file
 # exists, its imports done, so the test can line flows up without waiting for their start-up
 FLOW_CLI = textwrap.dedent("""
     import os, sys, time
     import mlflow
+    import flows.command
     import flows.pipeline as p
     p.repro_stage, p.pipeline = p.repro_stage.fn, p.pipeline.fn
     while os.environ.get("FLOW_GO") and not os.path.exists(os.environ["FLOW_GO"]):
         time.sleep(0.05)
-    sys.exit(p.main(sys.argv[1:]))
+    sys.exit(flows.command.main(sys.argv[1:]))
 """)
 
 
