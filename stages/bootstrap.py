@@ -20,9 +20,8 @@ from videoreasoner.core.atomic import read_jsonl, write_json
 from videoreasoner.core.params import check_keys
 from videoreasoner.core.tracking import stage_run, trainer_callback
 from videoreasoner.data.selection import select_records
-from videoreasoner.training.common import (
-    BOOTSTRAP_REPORT, CHECKPOINTS, MODELS_BASE, file_digest, finish_checkpoints, fingerprint,
-)
+from videoreasoner.core.paths import BOOTSTRAP_REPORT, CHECKPOINTS, MODELS_BASE
+from videoreasoner.training.checkpoints import file_digest, fingerprint, finish_checkpoints
 from videoreasoner.training.launch import ComputeConfig
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor, save_pointer
 from videoreasoner.training.sft_trainer import train

@@ -43,7 +43,7 @@ from videoreasoner.core.paths import (
 from videoreasoner.answers.score import score_predictions
 from videoreasoner.data.selection import select_records, subset
 from videoreasoner.core.tracking import stage_run
-from videoreasoner.training.common import model_digest
+from videoreasoner.training.checkpoints import model_digest
 from videoreasoner.inference.tts_policy import CURVE_FILE, POLICY_FILE, metric_value
 from videoreasoner.inference.tts_strategies import apply_policy, greedy, with_sampler
 from videoreasoner.video.config import VideoConfig

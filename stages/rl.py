@@ -31,19 +31,16 @@ from videoreasoner.training.temporal_contrast import (
 )
 from videoreasoner.core.tracking import stage_run, trainer_callback
 from videoreasoner.data.selection import select_records
-from videoreasoner.training.common import (
-    CHECKPOINTS,
-    MODELS_SFT,
+from videoreasoner.core.paths import CHECKPOINTS, MODELS_SFT
+from videoreasoner.training.checkpoints import (
     checkpoint_step,
     file_digest,
     fingerprint,
     finish_checkpoints,
-    freeze_vision_tower,
-    lora_config,
     model_digest,
-    parse_trl_config,
     prepare_checkpoints,
 )
+from videoreasoner.training.trl_config import freeze_vision_tower, lora_config, parse_trl_config
 from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import build_messages, count_video_tokens
 

@@ -16,9 +16,8 @@ from videoreasoner.core import telemetry  # noqa: F401
 from videoreasoner.core.atomic import read_jsonl, write_json
 from videoreasoner.core.tracking import stage_run, trainer_callback
 from videoreasoner.data.selection import select_records
-from videoreasoner.training.common import (
-    CHECKPOINTS, MODELS_BASE, MODELS_SFT, SFT_METRICS, file_digest, finish_checkpoints, fingerprint, model_digest,
-)
+from videoreasoner.core.paths import CHECKPOINTS, MODELS_BASE, MODELS_SFT, SFT_METRICS
+from videoreasoner.training.checkpoints import file_digest, fingerprint, finish_checkpoints, model_digest
 from videoreasoner.training.launch import ComputeConfig
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
 from videoreasoner.training.sft_data import VideoSFTCollator, loss_gap, to_dataset

@@ -41,7 +41,7 @@ from videoreasoner.inference.tts_strategies import (
     sparse_to_dense,
     with_sampler,
 )
-from videoreasoner.training.common import model_digest
+from videoreasoner.training.checkpoints import model_digest
 from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import count_video_tokens
 from videoreasoner.video.samplers import SAMPLERS

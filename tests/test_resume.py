@@ -23,7 +23,7 @@ import yaml
 from stages.bootstrap import BootstrapRun
 from stages.bootstrap import run as bootstrap
 from videoreasoner.training.rewards import DEFAULT_REWARDS, REGISTRY
-from videoreasoner.training.common import checkpoint_step, last_checkpoint
+from videoreasoner.training.checkpoints import checkpoint_step, last_checkpoint
 from tests.helpers_world import TINY_SIZES, VIDEO, distinct_characters_reward, make_workspace, trl_params
 
 ROOT = Path(__file__).resolve().parents[1]

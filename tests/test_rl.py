@@ -9,7 +9,7 @@ from helpers_world import TINY_SIZES, VIDEO, make_workspace
 
 from videoreasoner.training.rewards import DEFAULT_REWARDS
 from stages.rl import VARIANTS, RLRun, curves, resolve_params, rl_records, run
-from videoreasoner.training.common import parse_trl_config
+from videoreasoner.training.trl_config import parse_trl_config
 
 REWARDS = DEFAULT_REWARDS
 BASE = {"bf16": False, "fp16": False, "activation_checkpointing": False}

@@ -10,7 +10,8 @@ from stages.bootstrap import run as bootstrap
 from stages.sft import SFTRun, run
 from videoreasoner.data.selection import select_records
 from videoreasoner.training.sft_data import IGNORE_INDEX, VideoSFTCollator, to_dataset
-from videoreasoner.training.common import parse_trl_config, prepare_checkpoints
+from videoreasoner.training.checkpoints import prepare_checkpoints
+from videoreasoner.training.trl_config import parse_trl_config
 from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import assistant_text
 from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace, trl_params
@@ -158,7 +159,7 @@ def test_default_params_sections_parse():
 
     from videoreasoner.training.sft_trainer import split_params
     from videoreasoner.training.tiny_model import TinyConfig
-    from videoreasoner.training.common import lora_config
+    from videoreasoner.training.trl_config import lora_config
 
     root = Path(__file__).resolve().parents[1]
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -192,8 +193,8 @@ def test_model_version_follows_the_weights_not_only_the_config(tmp_path, monkeyp
     a byte-identical copy gets the same one; big weight files are identified from sampled chunks."""
     import shutil
 
-    from videoreasoner.training import common as train_common
-    from videoreasoner.training.common import model_digest
+    from videoreasoner.training import checkpoints
+    from videoreasoner.training.checkpoints import model_digest
 
     a = tmp_path / "a"
     a.mkdir()
@@ -206,9 +207,9 @@ def test_model_version_follows_the_weights_not_only_the_config(tmp_path, monkeyp
     weights[5000] ^= 1
     (b / "model.safetensors").write_bytes(bytes(weights))
     assert model_digest(a) == model_digest(tmp_path / "copy") != model_digest(b)
-    monkeypatch.setattr(train_common, "_WHOLE_FILE_BYTES", 1024)
-    monkeypatch.setattr(train_common, "_SAMPLE_BYTES", 256)
-    monkeypatch.setattr(train_common, "_SAMPLES", 4)
+    monkeypatch.setattr(checkpoints, "_WHOLE_FILE_BYTES", 1024)
+    monkeypatch.setattr(checkpoints, "_SAMPLE_BYTES", 256)
+    monkeypatch.setattr(checkpoints, "_SAMPLES", 4)
     assert model_digest(a) == model_digest(tmp_path / "copy")
     weights[0] ^= 1  # inside the first sampled chunk (the safetensors header)
     (b / "model.safetensors").write_bytes(bytes(weights))

@@ -116,7 +116,7 @@ def test_bad_pixel_statistics_are_rejected(bad):
 def test_freezing_the_vision_tower_leaves_the_language_model_trainable(built):
     import copy
 
-    from videoreasoner.training.common import freeze_vision_tower
+    from videoreasoner.training.trl_config import freeze_vision_tower
 
     model = copy.deepcopy(built[2])
     frozen = freeze_vision_tower(model)

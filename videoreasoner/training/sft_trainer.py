@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from videoreasoner.training.common import (
-    checkpoint_step, freeze_vision_tower, lora_config, parse_trl_config, prepare_checkpoints,
-)
+from videoreasoner.training.checkpoints import checkpoint_step, prepare_checkpoints
+from videoreasoner.training.trl_config import freeze_vision_tower, lora_config, parse_trl_config
 from videoreasoner.training.sft_data import VideoSFTCollator, to_dataset
 from videoreasoner.video.config import VideoConfig
 
