@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import mlflow.pyfunc
 
-Predictor = Callable[[dict, str], str]  # (record in the DESIGN schema, video path) -> model output text
+Predictor = Callable[[dict, str], str]  # (record of videoreasoner/core/schema.py, video path) -> model output text
 # Logged with the model: MLflow lets load-time config override only keys the logged config has.
 MODEL_CONFIG: dict[str, Any] = {"video_roots": None}  # None: the current directory at load time
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def _missing(value: Any) -> bool:
 
 
 def to_records(model_input: Any, roots: Sequence[Path] | None = None) -> list[dict]:
-    """Requests as records of the DESIGN schema (id, video, question, problem_type, options?).
+    """Requests as records of the schema in videoreasoner/core/schema.py (id, video, question, problem_type, options?).
 
     Accepts a pandas DataFrame, one dict, a dict of columns, or a list of dicts. Each `video` must be
     a file under `roots` (default: `allowed_roots()`); the record carries its resolved path."""

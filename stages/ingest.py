@@ -1,7 +1,7 @@
 """`ingest` stage: import every raw source listed in params `data.sources` into one unified record file.
 
 Reads each source's annotation file (and probes the videos it names); writes
-data/interim/records.jsonl (schema of DESIGN.md section 2) and reports/ingest/summary.json.
+data/interim/records.jsonl (the schema of videoreasoner/core/schema.py) and reports/ingest/summary.json.
 Run from the workspace root: `python -m stages.ingest` (the DVC stage does).
 
 params.yaml, section `data` (other keys of the section, e.g. the generator's, are ignored here):

@@ -1,4 +1,4 @@
-"""Build the offline HTML template for `dvc plots show` (DESIGN.md section 6: DVC's own page loads vega
+"""Build the offline HTML template for `dvc plots show` (DVC's own page loads vega
 from a CDN). Installs pinned vega, vega-lite and vega-embed from the npm registry into
 infra/dvc-plots/vendor/ (git-ignored) and inlines their minified builds into
 infra/dvc-plots/vendor/offline.html. The template has no `{scripts}` placeholder, so DVC adds no CDN tag.

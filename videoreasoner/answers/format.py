@@ -1,7 +1,7 @@
 """The answer format: prompts, SFT targets, and reading answers back. The one place it is defined.
 
 A model answers `<think>reasoning</think><answer>final answer</answer>` (exact lowercase tags). What
-goes inside <answer>, by problem type (DESIGN.md section 2 gives the ground-truth shapes):
+goes inside <answer>, by problem type (videoreasoner/core/schema.py gives the ground-truth shapes):
 
 | problem type              | text inside <answer>                                             |
 |---------------------------|------------------------------------------------------------------|

@@ -1,4 +1,4 @@
-"""The IoU family (DESIGN.md section 3): temporal spans, boxes and spatio-temporal tubes.
+"""The IoU family: temporal spans, boxes and spatio-temporal tubes.
 
 Conventions, where published implementations differ:
 - Temporal IoU = overlap / (max(e, ê) − min(s, ŝ)): the hull, not the sum of lengths minus overlap.

@@ -1,6 +1,6 @@
 """Score an external predictions file against a validated split, with the project's verifiers.
 
-Reads a split JSONL (DESIGN.md section 2) and predictions JSONL rows {"id", "prediction"} (the raw
+Reads a split JSONL (records of videoreasoner/core/schema.py) and predictions JSONL rows {"id", "prediction"} (the raw
 model text); writes <out>/metrics.json (videoreasoner.answers.metrics.aggregate plus a "coverage" block) and
 <out>/per_item.jsonl, atomically. Run: `vr score --split data/validated/test.jsonl --predictions p.jsonl
 --out reports/score/` (add `--baseline other.jsonl` for the paired AM gain over another model's predictions).

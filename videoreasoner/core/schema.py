@@ -1,4 +1,4 @@
-"""The unified record schema (DESIGN.md section 2): one JSON object per line, every stage reads and writes it.
+"""The unified record schema: one JSON object per line, every stage reads and writes it.
 
 Times are seconds; boxes are [x1, y1, x2, y2] normalised to [0, 1] of frame width and height.
 Optional extensions used by this project: `fps`, `width`, `height` (of the video file, for the video

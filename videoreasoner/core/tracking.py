@@ -1,7 +1,7 @@
 """MLflow, in one small place: a run per stage, tagged with what reproduces it; params, metrics, curves.
 
 Tracking URI from MLFLOW_TRACKING_URI, default `sqlite:///mlflow/mlflow.db` with artifacts under
-mlflow/artifacts/ (DESIGN.md section 5). Telemetry is off (videoreasoner.core.telemetry). Tags: git commit, the
+mlflow/artifacts/. Telemetry is off (videoreasoner.core.telemetry). Tags: git commit, the
 stage's dvc.lock entry hash, and the pipeline run id from PIPELINE_RUN_ID when a flow sets it; a stage
 run nests under MLFLOW_PARENT_RUN_ID (the flow's parent run) when that is set.
 """

@@ -1,4 +1,4 @@
-"""Per-record semantic checks of the unified schema (DESIGN.md section 2) that GX has no expectation for.
+"""Per-record semantic checks of the unified schema (videoreasoner/core/schema.py) that GX has no expectation for.
 
 Each checker is a pure function `check_x(record) -> (field, problem) | None`: the first problem it finds,
 naming the field (dotted paths such as `answer.span` or `answer.boxes[1.5]`), or None when the record is

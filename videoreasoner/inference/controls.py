@@ -1,4 +1,4 @@
-"""Video-blind controls for evaluation (DESIGN.md section 6): what a score is worth without looking.
+"""Video-blind controls for evaluation: what a score is worth without looking.
 
 - `best_constant_answers(train)`: per problem type, the one answer that scores best on the train
   split when given to every question (candidates: the most frequent ground-truth answers, plus the

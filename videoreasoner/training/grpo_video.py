@@ -1,6 +1,6 @@
 """GRPO on video: the narrowest subclass of TRL 1.16's GRPOTrainer that keeps the video in every forward.
 
-Why it exists (checked on this stack, DESIGN.md section 6): the stock trainer generates with the video
+Why it exists (checked on this stack, docs/architecture.md): the stock trainer generates with the video
 (its chat template call returns pixel_values_videos, video_grid_thw, second_per_grid_ts and
 mm_token_type_ids and `generate` gets them), but `_generate_and_score_completions` builds the loss
 inputs only for *images*. The policy, reference and adapter-disabled reference forwards then see the

@@ -3,7 +3,7 @@ text, the standard Qwen2.5-VL processor around it, and a small randomly initiali
 
 Nothing here is custom at load time: the result is saved with `save_pretrained` and every stage loads
 it through `videoreasoner.training.model_io.load_model_and_processor` like any hub checkpoint. Sizes come from params
-`model.tiny` (DESIGN.md section 6: text 128 wide × 4 layers, vision 64 wide × 2 layers, ≈1.1 M weights).
+`model.tiny` (text 128 wide × 4 layers, vision 64 wide × 2 layers, ≈1.1 M weights).
 """
 from __future__ import annotations
 

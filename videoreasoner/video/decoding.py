@@ -1,6 +1,6 @@
 """Video I/O with PyAV: H.264 encoding, probing and decoding to uint8 RGB arrays.
 
-Times are presentation times (DESIGN.md section 2): frame k shows at (pts_k − pts_0) × time_base
+Times are presentation times (docs/architecture.md): frame k shows at (pts_k − pts_0) × time_base
 seconds, never k / fps, because variable-frame-rate files exist. A file lasts until its last frame
 stops showing: its pts plus the interval before it (a constant-rate file: n / fps exactly).
 Rotation: a display matrix that turns the coded frames by a multiple of 90° is applied when decoding

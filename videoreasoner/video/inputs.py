@@ -8,7 +8,7 @@
    the target from videoreasoner/answers/format), never a prompt written anywhere else.
 3. `processor_inputs(processor, conversations, videos, cfg)`: tokens and pixels through the standard
    processor, always with `video_metadata` carrying the real sampled fps. Without it transformers
-   assumes 24 fps and silently corrupts Qwen2.5-VL's `second_per_grid_ts` (DESIGN.md section 6).
+   assumes 24 fps and silently corrupts Qwen2.5-VL's `second_per_grid_ts` (docs/architecture.md).
    Each call adds its per-video token counts (`video_tokens`) to any open `count_video_tokens()` meter,
    which is how sft, rl, tts and evaluate report video tokens per item.
 """

@@ -5,8 +5,7 @@ Why: a forward that drops the video does not fail. Qwen2.5-VL (transformers 5.23
 <|video_pad|> placeholders as plain text when `pixel_values_videos` is absent, and it only compares
 the *total* number of placeholders with the features the vision tower returns, so a `video_grid_thw`
 that splits the same patches differently between videos also passes (wrong attention blocks and
-positions). TRL 1.16's GRPOTrainer drops the video from its loss forward exactly this way (DESIGN.md
-section 6). `install_video_invariant(model)` adds a forward pre-hook that raises VideoInputError instead.
+positions). TRL 1.16's GRPOTrainer drops the video from its loss forward exactly this way (docs/architecture.md). `install_video_invariant(model)` adds a forward pre-hook that raises VideoInputError instead.
 
 What a forward must satisfy, per modality (video: <|video_pad|>, pixel_values_videos, video_grid_thw;
 image: <|image_pad|>, pixel_values, image_grid_thw), where a grid row (t, h, w) counts patches and a

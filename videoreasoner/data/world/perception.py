@@ -1,7 +1,7 @@
 """Plain perception items with short direct answers (no chain of thought), for teaching a randomly
 initialised model to see before it learns to reason: the colour word, the shape word, the count, a
 one-line caption, and option look-up (mapping a named value to its option letter, a text skill the
-tiny model does not pick up from chain-of-thought data alone; see DESIGN.md section 6)."""
+tiny model does not pick up from chain-of-thought data alone; see docs/architecture.md)."""
 from __future__ import annotations
 
 import numpy as np
