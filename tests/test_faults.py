@@ -21,6 +21,7 @@ import yaml
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))  # before Prefect loads
 
 from flows import registry_tracking  # noqa: E402
+from tests.test_faults_disk import leftovers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
