@@ -267,7 +267,7 @@ def test_probe_pool_matches_serial(videos, monkeypatch):
     assert isinstance(serial[str(videos / "truncated_faststart.mp4")], str)
 
 
-def test_header_only_probe_misses_truncation_that_decoding_catches(tmp_path, videos):
+def test_truncation_is_caught_by_decoding_and_by_the_packet_timestamps_alone(tmp_path, videos):
     records = good_records()
     by_id(records, "num")["video"] = "videos/truncated_faststart.mp4"
     root = workspace(tmp_path, videos, records)
