@@ -7,7 +7,7 @@ Conventions, where published implementations differ:
   (no division by zero).
 - Box IoU on [x1, y1, x2, y2]: reversed corners are reordered; coordinates are not clipped. Two
   identical degenerate boxes score 1, otherwise zero area scores 0.
-- Tubes are scored on the evaluation frame times (the frames the model sees, k / fps). A tube's
+- Tubes are scored on the evaluation frame times (a grid of k / fps at the evaluation rate). A tube's
   frames are those with s <= t <= e, both ends inclusive; a span containing no frame time takes the
   frame on screen at its start (frame k shows during [t_k, t_k + Δ), Δ the frame interval), so a short
   span inside the video is never frameless, and a span outside the video has no frames.
@@ -83,8 +83,9 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def evaluation_frame_times(duration: float, fps: float) -> list[float]:
-    """Times in seconds of the frames sampled at `fps` from a video of `duration` seconds: k / fps for
-    k = 0 .. n-1 with n = floor(duration * fps) (at least one frame), as in videoreasoner/video/decoding.py.
+    """The evaluation time grid of a tube: k / fps seconds for k = 0 .. n-1 with n = floor(duration * fps)
+    (at least one). `fps` is the evaluation rate (a record's own fps by default), so the grid is the
+    record's frames for a constant-rate file; it does not depend on which frames a model was shown.
     """
     if not (fps > 0 and math.isfinite(fps)) or not (duration >= 0 and math.isfinite(duration)):
         raise ValueError(f"need fps > 0 and duration >= 0, got fps={fps!r} duration={duration!r}")
