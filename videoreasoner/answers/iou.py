@@ -14,6 +14,8 @@ Conventions, where published implementations differ:
   A tube's box at a frame is its annotated box at the nearest annotated time (ties go to the earlier
   time); a tube without boxes has IoU 0 at every frame.
   tIoU = |S_i| / |S_u|; vIoU = Σ_{t ∈ S_i} IoU(b̂_t, b_t) / |S_u|; both 0 when S_u is empty.
+- A time or coordinate that is not a number (a numeric string "3", a bool, None) raises ValueError:
+  callers parse text first (videoreasoner/answers/parse.py). Ints, floats and numpy numbers are accepted.
 - A non-finite time, coordinate or box time (NaN, ±inf) raises ValueError: NaN compares false with
   everything, so a NaN ground truth would otherwise score as a match (min(1.0, nan) is 1.0). A ratio
   that overflows (finite but enormous predictions) scores 0.
@@ -22,9 +24,19 @@ from __future__ import annotations
 
 import bisect
 import math
+import numbers
 from collections.abc import Sequence
 
 _EPS = 1e-9
+
+
+def _numbers(values: Sequence[object], what: str) -> list[float]:
+    """The values as floats; a non-number (a string such as "3", None, a bool) raises ValueError:
+    float() would read "3" silently, and True as 1."""
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ValueError(f"{what} needs numbers, got {v!r} ({type(v).__name__}) in {list(values)!r}")
+    return [float(v) for v in values]
 
 
 def _finite(values: Sequence[float], what: str, raw: object) -> None:
@@ -41,7 +53,7 @@ def _ratio(num: float, den: float) -> float:
 def _ordered(span: Sequence[float]) -> tuple[float, float]:
     if len(span) != 2:
         raise ValueError(f"a span needs [start, end], got {span!r}")
-    s, e = float(span[0]), float(span[1])
+    s, e = _numbers(span, "a span [start, end]")
     _finite((s, e), "a span [start, end]", span)
     return (s, e) if s <= e else (e, s)
 
@@ -62,7 +74,7 @@ def temporal_iou(a: Sequence[float], b: Sequence[float]) -> float:
 def _ordered_box(box: Sequence[float]) -> tuple[float, float, float, float]:
     if len(box) != 4:
         raise ValueError(f"a box needs [x1, y1, x2, y2], got {box!r}")
-    x1, y1, x2, y2 = (float(c) for c in box)
+    x1, y1, x2, y2 = _numbers(box, "a box [x1, y1, x2, y2]")
     _finite((x1, y1, x2, y2), "a box [x1, y1, x2, y2]", box)
     return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
 

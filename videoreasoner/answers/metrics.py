@@ -12,7 +12,9 @@ written by videoreasoner/answers/score.py and the evaluate stage (`item_result`)
 
 where each M is {"value": float | None, "ci95": [low, high] | None, "n": int}. Type metrics:
 temporal_grounding and spatial_grounding: "mIoU", "R1@0.3", "R1@0.5", "R1@0.7" (IoU >= threshold);
-spatio_temporal_grounding: "m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5" (vIoU > threshold, strict).
+spatio_temporal_grounding: "m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5" (vIoU > threshold, strict);
+regression: "MRA" (mean of details.mra, VSI-Bench's mean relative accuracy); free_form: "rouge_official"
+(mean of details.rouge_official, the official evaluator's ROUGE); each only when every item has the key.
 Summary (V-STaR style): accuracy = mean score over the answer types (multiple_choice, numerical,
 free_form, ocr, regression); m_tIoU pools temporal-grounding IoU and spatio-temporal tIoU; m_vIoU pools
 spatio-temporal vIoU and spatial-grounding box IoU (a one-frame tube); AM = (accuracy + m_tIoU +
@@ -36,6 +38,8 @@ from videoreasoner.core.schema import PROBLEM_TYPES
 R1_THRESHOLDS = (0.3, 0.5, 0.7)
 VIOU_THRESHOLDS = (0.3, 0.5)
 LGM_EPS = 1e-6
+# Reported beside a type's score, never in the summary: (details key, metric name).
+_EXTRA_METRICS = {"regression": (("mra", "MRA"),), "free_form": (("rouge_official", "rouge_official"),)}
 _BOOT_CELLS = 4_000_000
 
 
@@ -114,6 +118,9 @@ def _type_metrics(ptype: str, items: list[dict], seed: int, n_boot: int) -> dict
         out["mIoU"] = boot("mIoU", iou, _mean)
         for k in R1_THRESHOLDS:
             out[f"R1@{k}"] = boot(f"R1@{k}", iou, _share_at_least(k))
+    for key, name in _EXTRA_METRICS.get(ptype, ()):
+        if all(key in (item.get("details") or {}) for item in items):  # absent from older result files
+            out[name] = boot(name, _values(items, key), _mean)
     if ptype == "spatio_temporal_grounding":
         tiou, viou = _values(items, "tiou"), _values(items, "viou")
         out["m_tIoU"] = boot("m_tIoU", tiou, _mean)

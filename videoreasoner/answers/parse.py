@@ -24,11 +24,13 @@ from videoreasoner.core.schema import OPTION_LETTERS
 MAX_ANSWER_CHARS = 8192
 MAX_TUBE_BOXES = 512
 
-# A number: optional sign, digits with optional thousands commas, optional decimals, optional exponent.
+# A number: optional sign, digits with optional thousands commas, optional decimals, optional exponent;
+# never part of a dotted run such as a version "1.2.3" (which is no number at all).
 _NUMBER_RE = re.compile(
-    r"(?<![0-9.])[-+]?(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?(?![0-9])"
-    r"|(?<![0-9.])[-+]?\.[0-9]+(?:[eE][-+]?[0-9]+)?(?![0-9])"
+    r"(?<![0-9.])[-+]?(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?(?![0-9]|\.[0-9])"
+    r"|(?<![0-9.])[-+]?\.[0-9]+(?:[eE][-+]?[0-9]+)?(?![0-9]|\.[0-9])"
 )
+_DOTTED_RUN_RE = re.compile(r"[0-9]\.[0-9]+\.[0-9]")
 # An unsigned time: seconds, or mm:ss / hh:mm:ss, with optional decimals.
 _TIME_RE = re.compile(r"(?<![0-9.:])(?:[0-9]+:){0,2}(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?![0-9])")
 # A minus sign attached to a time ("-1 to 3", "[1, -3]"), not a dash between two times ("2.5-7.0").
@@ -51,8 +53,11 @@ _LEAD_PHRASE_RE = re.compile(
     r"(?:option\s+|choice\s+)?",
     re.IGNORECASE,
 )
-# An option letter standing alone: Unicode-aware boundaries, so "Bа" (Cyrillic а) is not a lone "B".
-_LONE_LETTER_RE = re.compile(r"(?<!\w)([A-Z])(?!\w)")
+# CJK scripts write no space between words ("答案是C", "选B"), so their characters bound a letter.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+# An option letter standing alone: Unicode-aware boundaries, so "Bа" (Cyrillic а) is not a lone "B";
+# a neighbouring CJK character counts as a boundary.
+_LONE_LETTER_RE = re.compile(rf"(?<!(?![{_CJK}])\w)([A-Z])(?![^\W{_CJK}])")
 _SINGLE_LETTER_RE = re.compile(r"[^\w]*([A-Za-z])[^\w]*")
 
 
@@ -101,7 +106,8 @@ def _time_seconds(token: str) -> float | None:
 def parse_choice(text: str, options: list[str] | None = None) -> str | None:
     """Option letter ("A".."Z") or None.
 
-    Accepted: "B", "(B)", "b", "B.", "**B**", "B. blue", "The answer is (B)", "Option B", or the exact
+    Accepted: "B", "(B)", "b", "B.", "**B**", "B. blue", "The answer is (B)", "Option B", "答案是B", "选B"
+    (CJK text needs no space around the letter), or the exact
     text of one option ("blue"). Rejected (None): several option letters ("A, B", "B or C", "ABCD"),
     a letter whose trailing text is another option's text ("B. green" when green is option C), a letter
     beyond the number of options, and look-alike non-ASCII letters.
@@ -148,7 +154,8 @@ def _match_option_text(body: str, options: list[str] | None) -> str | None:
 def parse_number(text: str) -> float | None:
     """One finite number: "3", "3.0", "-2.5", "1,234", "3.5 m", "45%", "1e3", or a word zero..twenty.
 
-    Several distinct numbers ("3 or 4") give None; the same number repeated is accepted.
+    Several distinct numbers ("3 or 4") give None; the same number repeated is accepted. A dotted
+    run ("1.2.3", a version or a date) is no number, and an answer holding one gives None.
     """
     s = _bounded_ascii_symbols(text)
     if s is None:
@@ -156,6 +163,8 @@ def parse_number(text: str) -> float | None:
     word = _norm_text(s)
     if word in _NUMBER_WORDS:
         return float(_NUMBER_WORDS[word])
+    if _DOTTED_RUN_RE.search(s):
+        return None
     values = {_to_float(m.group(0)) for m in _NUMBER_RE.finditer(s)}
     if len(values) != 1:
         return None

@@ -8,6 +8,11 @@ Conventions:
   (as Video-R1 does) would cap a perfect one-word answer at 0.67. Words are Unicode `\\w+` runs, not
   rouge_score's default ASCII-only tokens, which would score every non-Latin answer 0; look-alike
   letters (Cyrillic "е" for "e") still make different words.
+- Official free-form score (`rouge_official`, reported beside the score above, never replacing it):
+  computed as Video-R1's evaluation computes it, rouge_score's RougeScorer(["rouge1", "rouge2",
+  "rougeL"], use_stemmer=True) with its default tokenizer (lowercase, ASCII letters and digits only, so
+  non-Latin text scores 0), scorer.score(reference, prediction), and the plain mean of the three F
+  measures: ROUGE-2 counts even for a one-word reference, and the texts are passed unchanged.
 """
 from __future__ import annotations
 
@@ -37,6 +42,11 @@ def _scorer() -> rouge_scorer.RougeScorer:
     return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_UnicodeWords())
 
 
+@functools.lru_cache(maxsize=1)
+def _official_scorer() -> rouge_scorer.RougeScorer:
+    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+
+
 def wer_score(prediction: str, reference: str) -> float:
     """1 − word error rate of `prediction` against `reference`, clipped to [0, 1]."""
     hyp, ref = normalise_text(prediction), normalise_text(reference)
@@ -58,3 +68,9 @@ def rouge_score(prediction: str, reference: str) -> tuple[float, dict[str, float
     scores = {k: float(v.fmeasure) for k, v in _scorer().score(ref, hyp).items()}
     orders = ["rouge1", "rougeL"] + (["rouge2"] if n_ref_words >= 2 else [])
     return sum(scores[k] for k in orders) / len(orders), scores
+
+
+def rouge_official(prediction: str, reference: str) -> float:
+    """The official free-form score: mean of stemmed ROUGE-1/2/L F measures (conventions above)."""
+    scores = _official_scorer().score(str(reference), str(prediction))
+    return float(sum(scores[k].fmeasure for k in ("rouge1", "rouge2", "rougeL")) / 3)

@@ -34,18 +34,20 @@ from videoreasoner.answers.iou import (
     tube_tiou,
     tube_viou,
 )
-from videoreasoner.answers.text import rouge_score, wer_score
+from videoreasoner.answers.text import rouge_official, rouge_score, wer_score
 
 __all__ = [
     "Verdict", "verify", "verify_format", "verify_length", "verify_multiple_choice", "verify_numerical",
     "verify_regression", "verify_ocr", "verify_free_form", "verify_temporal_grounding",
     "verify_spatial_grounding", "verify_spatio_temporal_grounding", "temporal_iou", "box_iou",
     "tube_tiou", "tube_viou", "tube_frames", "evaluation_frame_times", "DETAIL_KEYS",
+    "mean_relative_accuracy", "MRA_THRESHOLDS",
 ]
 
 # The details every verdict of a type carries (zeros when the answer cannot be read).
 DETAIL_KEYS: dict[str, tuple[str, ...]] = {
-    "free_form": ("rouge1", "rouge2", "rougeL"),
+    "regression": ("mra",),
+    "free_form": ("rouge1", "rouge2", "rougeL", "rouge_official"),
     "temporal_grounding": ("iou",),
     "spatial_grounding": ("iou",),
     "spatio_temporal_grounding": ("tiou", "viou"),
@@ -103,6 +105,25 @@ def _require_finite(value: Any, where: str = "answer") -> None:
             if not math.isfinite(key_value):
                 raise ValueError(f"{where} has the key {key!r}: a ground truth time must be finite")
             _require_finite(item, f"{where}.{key}" if str(key).isidentifier() else f"{where}[{key}]")
+
+
+# VSI-Bench's confidence thresholds θ = 0.50, 0.55, ..., 0.95, kept as twentieths so that 1 − θ is exact.
+_MRA_TWENTIETHS = tuple(range(10, 20))
+MRA_THRESHOLDS = tuple(k / 20 for k in _MRA_TWENTIETHS)
+
+
+def mean_relative_accuracy(prediction: float, truth: float) -> float:
+    """MRA (VSI-Bench): the share of θ in MRA_THRESHOLDS with |ŷ − y| / |y| < 1 − θ (strict).
+
+    1 − θ is compared as (20 − 20θ) / 20 exactly, so an error of exactly 40 % passes θ ≤ 0.55 only.
+    A ground truth of 0 has no relative error: only an exact 0 scores 1 there (as verify_regression).
+    """
+    if prediction is None or not math.isfinite(prediction):
+        return 0.0
+    if truth == 0.0:
+        return float(prediction == 0.0)
+    rel = abs(prediction - truth) / abs(truth)
+    return sum(rel * 20 < 20 - k for k in _MRA_TWENTIETHS) / len(_MRA_TWENTIETHS)
 
 
 def _clip01(x: float) -> float:
@@ -188,16 +209,17 @@ def verify_numerical(completion: str, answer: str, strict: bool = True,
 
 def verify_regression(completion: str, answer: str, strict: bool = True) -> Verdict:
     """1 − |ŷ − y| / |y| clipped to [0, 1]. A ground truth of 0 has no relative error: only an exact
-    0 scores 1 there.
+    0 scores 1 there. details["mra"]: the mean relative accuracy (mean_relative_accuracy).
     """
     _require_finite(answer)
     truth = _number(answer)
     parsed, fail = _read("regression", completion, strict)
     if fail:
         return fail
+    details = {"mra": mean_relative_accuracy(parsed, truth)}
     if truth == 0.0:
-        return Verdict(float(parsed == 0.0), parsed)
-    return Verdict(_clip01(1.0 - abs(parsed - truth) / abs(truth)), parsed)
+        return Verdict(float(parsed == 0.0), parsed, details)
+    return Verdict(_clip01(1.0 - abs(parsed - truth) / abs(truth)), parsed, details)
 
 
 def verify_ocr(completion: str, answer: str, strict: bool = True) -> Verdict:
@@ -210,13 +232,14 @@ def verify_ocr(completion: str, answer: str, strict: bool = True) -> Verdict:
 
 
 def verify_free_form(completion: str, answer: str, strict: bool = True) -> Verdict:
-    """Mean ROUGE-1/2/L F1 against the ground truth (see videoreasoner/answers/text.py for conventions)."""
+    """Mean ROUGE-1/2/L F1 against the ground truth (see videoreasoner/answers/text.py for conventions);
+    details also hold "rouge_official", the official evaluator's stemmed ROUGE mean (not the score)."""
     _require_finite(answer)  # a float NaN would become the text "nan"
     parsed, fail = _read("free_form", completion, strict)
     if fail:
         return fail
     score, parts = rouge_score(parsed, str(answer))
-    return Verdict(score, parsed, parts)
+    return Verdict(score, parsed, {**parts, "rouge_official": rouge_official(parsed, str(answer))})
 
 
 def verify_temporal_grounding(completion: str, answer: list[float], duration: float | None = None,

@@ -9,8 +9,9 @@ JSON text, for datasets that need one type per column; grounding answers given a
 either way), options, duration, fps, frame_times (optional, per sample: the frames the policy saw).
 
 params.yaml `rewards:` holds a list of {name, weight, kwargs}; `build_rewards` turns it into TRL's
-`reward_funcs` and `reward_weights`. Task rewards (accuracy, temporal_iou, box_iou, tube_iou) must not
-cover the same problem type twice, so no sample is paid twice for one answer.
+`reward_funcs` and `reward_weights`. Task rewards (accuracy, temporal_iou, box_iou, tube_iou, mra,
+rouge_official) must not cover the same problem type twice, so no sample is paid twice for one answer:
+to use mra, drop regression from accuracy's `types` (rouge_official: drop free_form).
 """
 from __future__ import annotations
 
@@ -148,6 +149,22 @@ def tube_iou_reward(tiou_weight: float = 0.0, fps: float | None = None, strict: 
     return _make("tube_iou", ("spatio_temporal_grounding",), score)
 
 
+@register("mra")
+def mra_reward(strict: bool = True) -> RewardFn:
+    """Mean relative accuracy (VSI-Bench; verifiers.mean_relative_accuracy) for regression samples: a
+    step-wise alternative to the accuracy reward's 1 − relative error. Not in the default spec."""
+    return _make("mra", ("regression",),
+                 lambda text, rec, opts: _verdict(text, rec, opts, strict=strict).details["mra"])
+
+
+@register("rouge_official")
+def rouge_official_reward(strict: bool = True) -> RewardFn:
+    """The official evaluator's stemmed ROUGE mean (text.rouge_official) for free_form samples, instead
+    of the accuracy reward's ROUGE. Not in the default spec."""
+    return _make("rouge_official", ("free_form",),
+                 lambda text, rec, opts: _verdict(text, rec, opts, strict=strict).details["rouge_official"])
+
+
 @register("length")
 def length_reward(min_words: int = 16, max_words: int = 256, require_correct: bool = True,
                   correct_threshold: float = 0.5, types: list[str] | None = None) -> RewardFn:
@@ -160,7 +177,7 @@ def length_reward(min_words: int = 16, max_words: int = 256, require_correct: bo
     return _make("length", _types(types, PROBLEM_TYPES), score)
 
 
-TASK_REWARDS = ("accuracy", "temporal_iou", "box_iou", "tube_iou")
+TASK_REWARDS = ("accuracy", "temporal_iou", "box_iou", "tube_iou", "mra", "rouge_official")
 
 
 def build_rewards(spec: list[dict[str, Any]]) -> tuple[list[RewardFn], list[float]]:
