@@ -19,6 +19,10 @@ params.yaml, section `data` (other keys of the section, e.g. the generator's, ar
           version: "2017"              # optional: source becomes "charades_sta@2017"
           split_fractions: {val: 0.05, test: 0.05}   # or `split: train` (one fixed split)
           video_ext: .mp4              # format options: see videoreasoner/data/importers/<format>.py
+          on_error: skip               # optional: fail | skip (default data.on_error)
+          max_errors: 50               # optional: malformed entries listed (default data.max_errors_reported)
+      on_error: fail                   # a malformed entry: fail (the stage stops) | skip (left out, counted)
+      max_errors_reported: 20          # malformed entries listed per source, in the error or the summary
 
 Splits: a fixed `split`; else `split_fractions`, drawn from a hash of the video path relative to the
 source's `video_root` (never an absolute path: moving a dataset keeps its splits; a video never lands
@@ -26,8 +30,11 @@ in two splits); else (synthetic only) the row's own split. Video paths never lea
 annotation naming `../x.mp4` (or an absolute path outside it) stops the stage. Record `video` paths are
 relative to the workspace root (absolute where `video_root` is absolute; a relative `video_root` must
 stay inside the workspace).
-An unknown format, a missing file, bad JSON or a malformed entry stops the stage with an error naming
-the file, the line or index and the field; outputs are written only once every source imported.
+An unknown format, a missing file or bad JSON stops the stage with an error naming the file (and line).
+A malformed entry does not stop its source's import: every one is counted and the first
+`max_errors` are listed, each naming the file, the line or index and the field. Then `on_error: fail`
+stops the stage with that list, and `on_error: skip` leaves those entries out and records the count and
+the list in the source's `skipped` of the summary. Outputs are written only once every source imported.
 """
 from __future__ import annotations
 
@@ -42,13 +49,30 @@ from tqdm import tqdm
 import videoreasoner.core.telemetry  # noqa: F401  (telemetry opt-outs before any tool is imported)
 from videoreasoner.core.atomic import write_json, write_jsonl
 from videoreasoner.data.importers import IMPORTERS, OPTIONS
-from videoreasoner.core.params import section
+from videoreasoner.data.importers.common import raise_noted
+from videoreasoner.core.params import SectionDefaults, section
 from videoreasoner.core.paths import INGEST_REPORT, INTERIM_RECORDS, PARAMS_FILE
 from videoreasoner.core.schema import SPLITS, Record, RecordError
 
 logger = logging.getLogger("stages.ingest")  # not __main__ under `python -m`
 
-ENTRY_KEYS = ("name", "format", "path", "video_root", "version", "split", "split_fractions")
+ENTRY_KEYS = ("name", "format", "path", "video_root", "version", "split", "split_fractions", "on_error",
+              "max_errors")
+ON_ERROR = ("fail", "skip")
+# Keys of the data section read here (sources, and the generator's keys, are left to their readers).
+INGEST_DEFAULTS = SectionDefaults("data", {"on_error": "fail", "max_errors_reported": 20}, open=True)
+
+
+def _error_policy(raw: dict, defaults: dict, where: str) -> dict:
+    """on_error and max_errors of a source: its own keys, else the data section's defaults."""
+    on_error = raw.get("on_error", defaults["on_error"])
+    if on_error not in ON_ERROR:
+        raise RecordError(where, "on_error", f"expected one of {', '.join(ON_ERROR)}, got {on_error!r}")
+    cap = raw.get("max_errors", defaults["max_errors_reported"])
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        field = "max_errors" if "max_errors" in raw else "max_errors_reported"
+        raise RecordError(where, field, f"expected a positive integer, got {cap!r}")
+    return {"on_error": on_error, "max_errors": cap}
 
 
 def _split_fractions(raw: Any, where: str) -> dict[str, float]:
@@ -65,8 +89,9 @@ def _split_fractions(raw: Any, where: str) -> dict[str, float]:
     return fractions
 
 
-def normalise_entry(index: int, raw: Any, root: Path) -> dict:
-    """Check one `data.sources` entry and fill in what importers need (see videoreasoner.data.importers.common)."""
+def normalise_entry(index: int, raw: Any, root: Path, defaults: dict | None = None) -> dict:
+    """Check one `data.sources` entry and fill in what importers need (see videoreasoner.data.importers.common);
+    `defaults`: the data section's on_error and max_errors_reported (INGEST_DEFAULTS)."""
     where = f"{PARAMS_FILE} data.sources[{index}]"
     if not isinstance(raw, dict):
         raise RecordError(where, "(entry)", f"expected a mapping, got {type(raw).__name__}")
@@ -92,8 +117,9 @@ def normalise_entry(index: int, raw: Any, root: Path) -> dict:
     if not os.path.isabs(video_root) and os.path.normpath(video_root).split(os.sep)[0] == os.pardir:
         # record paths are workspace-relative; one starting with ".." would be refused by validate
         raise RecordError(where, "video_root", f"{video_root!r} leaves the workspace: give an absolute path")
-    entry = dict(raw, root=Path(root), counters=Counter(), video_root=video_root,
-                 label=f"{name}@{raw['version']}" if raw.get("version") is not None else name)
+    entry = dict(raw, root=Path(root), counters=Counter(), video_root=video_root, errors=[], n_errors=0,
+                 label=f"{name}@{raw['version']}" if raw.get("version") is not None else name,
+                 **_error_policy(raw, defaults or INGEST_DEFAULTS.values, where))
     if raw.get("split") is not None and raw.get("split_fractions") is not None:
         raise RecordError(where, "split", "give either split or split_fractions, not both")
     if raw.get("split") is not None and raw["split"] not in SPLITS:
@@ -124,7 +150,8 @@ def _counts(records: list[Record], field: str) -> dict[str, int]:
 
 
 def summarise(records: list[Record], per_source: dict[str, tuple[dict, list[Record]]]) -> dict:
-    """Counts by source, split and problem type, plus each source's skipped/adjusted counters."""
+    """Counts by source, split and problem type, plus each source's skipped/adjusted counters and, for
+    an on_error: skip source, its `skipped` malformed entries (count and the listed errors)."""
     return {
         "n_records": len(records),
         "by_split": _counts(records, "split"),
@@ -134,18 +161,22 @@ def summarise(records: list[Record], per_source: dict[str, tuple[dict, list[Reco
             name: {"format": entry["format"], "path": entry["path"], "source": entry["label"],
                    "n_records": len(recs), "by_split": _counts(recs, "split"),
                    "by_problem_type": _counts(recs, "problem_type"),
-                   "counters": dict(sorted(entry["counters"].items()))}
+                   "counters": dict(sorted(entry["counters"].items())),
+                   **({"skipped": {"n": entry["n_errors"], "errors": [str(e) for e in entry["errors"]]}}
+                      if entry["on_error"] == "skip" else {})}
             for name, (entry, recs) in per_source.items()
         },
     }
 
 
 def import_sources(cfg: dict, root: Path = Path(".")) -> tuple[list[Record], dict]:
-    """All records of all sources (in params order) and the summary; raises on the first problem."""
+    """All records of all sources (in params order) and the summary; raises on the first source that
+    cannot be read or has malformed entries under on_error: fail (listing them)."""
     sources = cfg.get("sources") if isinstance(cfg, dict) else None
     if not isinstance(sources, list) or not sources:
         raise RecordError(f"{PARAMS_FILE} data", "sources", "expected a non-empty list of sources")
-    entries = [normalise_entry(i, raw, Path(root)) for i, raw in enumerate(sources)]
+    defaults = INGEST_DEFAULTS.read(cfg)
+    entries = [normalise_entry(i, raw, Path(root), defaults) for i, raw in enumerate(sources)]
     names = Counter(entry["name"] for entry in entries)
     if max(names.values()) > 1:
         raise RecordError(f"{PARAMS_FILE} data", "sources", f"duplicate source name {names.most_common(1)[0][0]!r}")
@@ -158,6 +189,11 @@ def import_sources(cfg: dict, root: Path = Path(".")) -> tuple[list[Record], dic
                              disable=None, leave=False))
         except (OSError, UnicodeDecodeError) as exc:
             raise ValueError(f"{entry['path']}: cannot read ({exc})") from None
+        if entry["on_error"] == "fail":
+            raise_noted(entry)
+        elif entry["n_errors"]:
+            logger.warning("%s: skipped %d malformed entries (on_error: skip), e.g. %s", entry["name"],
+                           entry["n_errors"], entry["errors"][0])
         if not recs:
             logger.warning("%s: no records in %s", entry["name"], entry["path"])
         logger.info("%s: %d records; %s", entry["name"], len(recs), dict(entry["counters"]) or "nothing skipped")

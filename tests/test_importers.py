@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from videoreasoner.data.importers import IMPORTERS
+from videoreasoner.data.importers.common import raise_noted
 from stages.ingest import normalise_entry
 from videoreasoner.core.schema import REQUIRED_FIELDS, RecordError
 from videoreasoner.video.decoding import encode_mp4
@@ -19,8 +20,11 @@ def make_video(path: Path, n: int = N_FRAMES) -> None:
 
 
 def load(root: Path, **raw) -> tuple[list[dict], dict]:
+    """Records of one source, raising its malformed entries as ingest does by default (on_error: fail)."""
     entry = normalise_entry(0, {"split": "train", **raw}, root)
-    return list(IMPORTERS[raw["format"]](entry)), entry
+    records = list(IMPORTERS[raw["format"]](entry))
+    raise_noted(entry)
+    return records, entry
 
 
 def write(root: Path, rel: str, obj) -> str:
@@ -288,3 +292,54 @@ def test_a_video_root_outside_the_workspace_must_be_absolute(tmp_path):
     with pytest.raises(RecordError, match="field 'video_root'.*give an absolute path"):
         load(tmp_path / "ws", name="vr1", format="video_r1", path=path.removeprefix("ws/"),
              video_root="../elsewhere")
+
+
+# ---------------------------------------------------------------- numbers and collected errors
+def vr1_numeric(tmp_path, answers: list[str]) -> str:
+    make_video(tmp_path / "raw/vr1/videos/a.mp4")
+    items = [{"problem_id": i, "problem": "How many?", "problem_type": "numerical", "options": [],
+              "path": "./videos/a.mp4", "solution": f"<answer>{a}</answer>"} for i, a in enumerate(answers)]
+    return write(tmp_path, "raw/vr1/data.json", items)
+
+
+def test_numeric_ground_truth_is_read_as_the_verifiers_read_it(tmp_path):
+    from videoreasoner.answers.verifiers import verify_numerical
+    recs, _ = load(tmp_path, name="vr1", format="video_r1", path=vr1_numeric(tmp_path, ["1,000", "10,", "2.5"]))
+    assert [r["answer"] for r in recs] == ["1,000", "10,", "2.5"]  # kept as written, scored by parse_number
+    assert verify_numerical("<answer>1000</answer>", recs[0]["answer"]).score == 1.0
+    assert verify_numerical("<answer>10</answer>", recs[1]["answer"]).score == 1.0
+
+
+@pytest.mark.parametrize("answer", ["3 or 4", "many", "inf"])
+def test_a_ground_truth_that_is_not_one_number_is_refused(tmp_path, answer):
+    with pytest.raises(RecordError) as exc_info:
+        load(tmp_path, name="vr1", format="video_r1", path=vr1_numeric(tmp_path, ["3", answer]))
+    check_error(exc_info, "raw/vr1/data.json[1]", "field 'solution'", "not a single finite number")
+
+
+def test_every_malformed_entry_is_noted_and_the_good_ones_still_imported(tmp_path):
+    path = vr1_numeric(tmp_path, ["3", "x", "4", "y or z"])
+    items = json.loads((tmp_path / path).read_text()) + ["not an object", {"problem": "no solution"}]
+    write(tmp_path, path, items)
+    entry = normalise_entry(0, {"name": "vr1", "format": "video_r1", "path": path, "split": "train"}, tmp_path)
+    recs = list(IMPORTERS["video_r1"](entry))
+    assert [r["answer"] for r in recs] == ["3", "4"]
+    assert entry["n_errors"] == 4
+    assert [(e.where, e.field) for e in entry["errors"]] == [
+        ("raw/vr1/data.json[1]", "solution"), ("raw/vr1/data.json[3]", "solution"),
+        ("raw/vr1/data.json[4]", "(entry)"), ("raw/vr1/data.json[5]", "problem_type")]
+    with pytest.raises(RecordError) as exc_info:
+        raise_noted(entry)
+    check_error(exc_info, "raw/vr1/data.json: 4 malformed entries (all listed)", "data.json[4]: field '(entry)'")
+
+
+def test_at_most_max_errors_are_kept_but_all_are_counted(tmp_path):
+    lines = "".join(f"V{i} x 1.0##opens a door\n" for i in range(5))
+    path = write(tmp_path, "sta.txt", lines)
+    entry = normalise_entry(0, {"name": "c", "format": "charades_sta", "path": path, "split": "test",
+                                "max_errors": 2}, tmp_path)
+    assert list(IMPORTERS["charades_sta"](entry)) == []
+    assert entry["n_errors"] == 5 and [e.where for e in entry["errors"]] == ["sta.txt:1", "sta.txt:2"]
+    with pytest.raises(RecordError, match=r"sta\.txt: 5 malformed entries \(2 listed\)") as exc_info:
+        raise_noted(entry)
+    assert str(exc_info.value).count("field 'start'") == 2

@@ -205,3 +205,50 @@ def test_sources_sharing_a_video_tree_agree_on_its_splits(tmp_path):
     sft = {**rl, "name": "vr1_cot"}
     summary = ingest.run({"sources": [rl, sft]}, tmp_path)
     assert summary["sources"]["vr1_rl"]["by_split"] == summary["sources"]["vr1_cot"]["by_split"]
+
+
+def bad_charades_source(root: Path, **extra) -> dict:
+    """Three videos, two lines each; lines 2 and 4 have a bad start ("1,5" is no time)."""
+    source = charades_source(root, **extra)
+    lines = (root / source["path"]).read_text().splitlines()
+    for i in (1, 3):
+        lines[i] = lines[i].replace(" 0.5 ", " 1,5 ")
+    write(root, source["path"], "\n".join(lines) + "\n")
+    return source
+
+
+def test_by_default_every_malformed_entry_is_listed_then_the_stage_fails(tmp_path):
+    cfg = {"sources": [synthetic_source(tmp_path), bad_charades_source(tmp_path)]}
+    with pytest.raises(RecordError) as exc_info:
+        ingest.run(cfg, tmp_path)
+    message = str(exc_info.value)
+    assert "data/raw/charades/sta.txt: 2 malformed entries (all listed)" in message
+    assert "sta.txt:2: field 'start': not a number: '1,5'" in message and "sta.txt:4: field 'start'" in message
+    assert not outputs_exist(tmp_path)
+    cfg["max_errors_reported"] = 1
+    with pytest.raises(RecordError, match=r"2 malformed entries \(1 listed\)") as exc_info:
+        ingest.run(cfg, tmp_path)
+    assert "sta.txt:4" not in str(exc_info.value)
+
+
+@pytest.mark.parametrize("where", ["source", "section"])
+def test_on_error_skip_leaves_them_out_and_records_them_in_the_summary(tmp_path, where):
+    source = bad_charades_source(tmp_path, **({"on_error": "skip"} if where == "source" else {}))
+    cfg = {"sources": [synthetic_source(tmp_path), source], **({"on_error": "skip"} if where == "section" else {})}
+    summary = ingest.run(cfg, tmp_path)
+    assert summary["by_source"] == {"synthetic": 4, "charades": 4}
+    assert len(read_jsonl(tmp_path / INTERIM_RECORDS)) == 8
+    skipped = summary["sources"]["charades"]["skipped"]
+    assert skipped["n"] == 2 and len(skipped["errors"]) == 2
+    assert skipped["errors"][0].startswith("data/raw/charades/sta.txt:2: field 'start'")
+    synthetic = summary["sources"]["synthetic"]  # a fail source (the default) adds nothing
+    assert synthetic["skipped"] == {"n": 0, "errors": []} if where == "section" else "skipped" not in synthetic
+    assert json.loads((tmp_path / INGEST_REPORT).read_text()) == summary
+
+
+@pytest.mark.parametrize("change, field", [({"on_error": "ignore"}, "on_error"), ({"max_errors": 0}, "max_errors"),
+                                           ({"max_errors": True}, "max_errors")])
+def test_bad_error_policy_names_the_params_entry_and_field(tmp_path, change, field):
+    cfg = {"sources": [{**charades_source(tmp_path, 1), **change}]}
+    with pytest.raises(RecordError, match=rf"params\.yaml data\.sources\[0\] \(charades\): field '{field}'"):
+        ingest.run(cfg, tmp_path)

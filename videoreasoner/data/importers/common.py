@@ -7,6 +7,8 @@ An importer receives a normalised source entry (built by `stages.ingest.normalis
 skipped or adjusted entries; it lands in the summary), and the optional keys of its format.
 Errors are `RecordError(where, field, problem)` with `where` = "file[index]", "file['key']" or
 "file:line", so a message reads e.g. "data/raw/x.json[17]: field 'solution': no <answer> tag".
+A malformed entry does not stop its importer: `each_entry` notes its error (`note_error`: the entry's
+`errors`, at most `max_errors` kept, and `n_errors`) and goes on; the ingest stage decides (on_error).
 """
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
+from videoreasoner.answers.parse import parse_number
 from videoreasoner.core.schema import SPLITS, Record, RecordError, make_record, option_letter
 from videoreasoner.video.decoding import VideoError, VideoInfo, probe
 
@@ -51,8 +54,29 @@ def read_lines(entry: dict) -> Iterator[tuple[str, str]]:
                 yield f"{entry['path']}:{lineno}", line.rstrip("\n")
 
 
+def note_error(entry: dict, exc: RecordError) -> None:
+    """Count a malformed entry of the source; keep its error while fewer than `max_errors` are kept."""
+    entry["n_errors"] = entry.get("n_errors", 0) + 1
+    errors = entry.setdefault("errors", [])
+    if entry.get("max_errors") is None or len(errors) < entry["max_errors"]:
+        errors.append(exc)
+
+
+def each_entry(entry: dict, items: Iterator[tuple], build: Callable[..., Record | None]) -> Iterator[Record]:
+    """`build(*item)` for each item, skipping None; a RecordError is noted (`note_error`), not raised."""
+    for item in items:
+        try:
+            rec = build(*item)
+        except RecordError as exc:
+            note_error(entry, exc)
+            continue
+        if rec is not None:
+            yield rec
+
+
 def json_items(entry: dict, data: Any, keyed: bool = False) -> Iterator[tuple[str, Any, dict]]:
-    """(where, key, item) for a JSON list (key = index) or, if `keyed`, a dict (key = its key)."""
+    """(where, key, item) for a JSON list (key = index) or, if `keyed`, a dict (key = its key); an item
+    that is not a JSON object is noted (`note_error`) and left out."""
     path = entry["path"]
     if isinstance(data, list):
         pairs = enumerate(data)
@@ -66,7 +90,8 @@ def json_items(entry: dict, data: Any, keyed: bool = False) -> Iterator[tuple[st
     for key, item in pairs:
         where = fmt.format(path=path, key=key)
         if not isinstance(item, dict):
-            raise RecordError(where, "(entry)", f"expected a JSON object, got {type(item).__name__}")
+            note_error(entry, RecordError(where, "(entry)", f"expected a JSON object, got {type(item).__name__}"))
+            continue
         yield where, key, item
 
 
@@ -122,8 +147,9 @@ def typed_answer(problem_type: str, text: str, options: list[str] | None, where:
         if not match or not options or ord(match.group(1)) - ord("A") >= len(options):
             raise RecordError(where, field, f"not one of the option letters: {text!r}")
         return match.group(1)
-    if problem_type in ("numerical", "regression"):
-        number(text, where, field)
+    if problem_type in ("numerical", "regression"):  # read as the verifiers read it ("1,000", "10,")
+        if parse_number(text) is None:
+            raise RecordError(where, field, f"not a single finite number: {text!r}")
         return text
     if not text:
         raise RecordError(where, field, "empty answer")
@@ -223,3 +249,23 @@ def record(entry: dict, where: str, native_id: Any, video: VideoRef, info: Video
         return make_record(**fields)
     except RecordError as exc:
         raise RecordError(where, exc.field, exc.problem) from None
+
+
+class SourceErrors(RecordError):
+    """Every malformed entry of one source (up to `max_errors` listed); `where`, `field` and `problem`
+    are the first one's."""
+
+    def __init__(self, entry: dict):
+        errors, n = entry["errors"], entry["n_errors"]
+        first = errors[0]
+        self.where, self.field, self.problem, self.errors, self.n_errors = (
+            first.where, first.field, first.problem, list(errors), n)
+        shown = f"{len(errors)} listed" if len(errors) < n else "all listed"
+        ValueError.__init__(self, f"{entry['path']}: {n} malformed entr{'y' if n == 1 else 'ies'} ({shown}):\n  "
+                                  + "\n  ".join(str(e) for e in errors))
+
+
+def raise_noted(entry: dict) -> None:
+    """Raise `SourceErrors` if the importer noted any malformed entry (on_error: fail)."""
+    if entry.get("n_errors"):
+        raise SourceErrors(entry)

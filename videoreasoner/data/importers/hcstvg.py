@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import PurePath
+from typing import Any
 
-from videoreasoner.data.importers.common import (json_items, load_json, number, probe_video, record, seconds,
-                                     video_ref)
+from videoreasoner.data.importers.common import (each_entry, json_items, load_json, number, probe_video, record,
+                                                 seconds, video_ref)
 from videoreasoner.core.schema import Record, RecordError
 
 QUESTION = "When and where in the video does the following happen: '{sentence}'?"
@@ -71,32 +72,36 @@ def load(entry: dict) -> Iterator[Record]:
     if base not in (0, 1):
         raise RecordError(entry["path"], "frame_base", f"expected 0 or 1, got {base!r}")
     ext = entry.get("video_ext", ".mp4")
-    for where, key, item in json_items(entry, load_json(entry), keyed=True):
-        name = key if isinstance(key, str) else item.get("video", item.get("vid"))
-        if isinstance(name, str) and not PurePath(name).suffix:
-            name += ext
-        sentence = _caption(item, where)
-        raw_boxes = item.get("bbox")
-        if not isinstance(raw_boxes, list) or not raw_boxes:
-            raise RecordError(where, "bbox", "missing or not a non-empty list of boxes")
-        st = item.get("st_frame")
-        if not isinstance(st, int) or st < base:
-            raise RecordError(where, "st_frame", f"expected an integer >= {base}, got {st!r}")
-        ed = item.get("ed_frame")
-        if ed is not None and ed not in (st + len(raw_boxes) - 1, st + len(raw_boxes)):
-            raise RecordError(where, "ed_frame", f"{ed!r} disagrees with st_frame {st} and "
-                                                 f"{len(raw_boxes)} boxes")
-        video = video_ref(entry, name, where, "video")
-        info = probe_video(video, where, "video")
-        first, last = st - base, st - base + len(raw_boxes) - 1
-        if last >= info.n_frames:
-            raise RecordError(where, "st_frame", f"tube ends at frame {last}, the video has "
-                                                 f"{info.n_frames} frames")
-        size = _frame_size(item, where, (info.width, info.height))
-        boxes = {str(seconds((first + i) / info.fps)): _box(raw, fmt, size, where, f"bbox[{i}]")
-                 for i, raw in enumerate(raw_boxes)}
-        span = [seconds(first / info.fps), min(seconds((last + 1) / info.fps), info.duration)]
-        native_id = PurePath(name).stem if isinstance(key, str) else key
-        yield record(entry, where, native_id, video, info, problem_type="spatio_temporal_grounding",
-                     question=QUESTION.format(sentence=sentence),
-                     answer={"span": span, "boxes": boxes})
+    return each_entry(entry, json_items(entry, load_json(entry), keyed=True),
+                      lambda *item: _item(entry, fmt, base, ext, *item))
+
+
+def _item(entry: dict, fmt: str, base: int, ext: str, where: str, key: Any, item: dict) -> Record:
+    name = key if isinstance(key, str) else item.get("video", item.get("vid"))
+    if isinstance(name, str) and not PurePath(name).suffix:
+        name += ext
+    sentence = _caption(item, where)
+    raw_boxes = item.get("bbox")
+    if not isinstance(raw_boxes, list) or not raw_boxes:
+        raise RecordError(where, "bbox", "missing or not a non-empty list of boxes")
+    st = item.get("st_frame")
+    if not isinstance(st, int) or st < base:
+        raise RecordError(where, "st_frame", f"expected an integer >= {base}, got {st!r}")
+    ed = item.get("ed_frame")
+    if ed is not None and ed not in (st + len(raw_boxes) - 1, st + len(raw_boxes)):
+        raise RecordError(where, "ed_frame", f"{ed!r} disagrees with st_frame {st} and "
+                                             f"{len(raw_boxes)} boxes")
+    video = video_ref(entry, name, where, "video")
+    info = probe_video(video, where, "video")
+    first, last = st - base, st - base + len(raw_boxes) - 1
+    if last >= info.n_frames:
+        raise RecordError(where, "st_frame", f"tube ends at frame {last}, the video has "
+                                             f"{info.n_frames} frames")
+    size = _frame_size(item, where, (info.width, info.height))
+    boxes = {str(seconds((first + i) / info.fps)): _box(raw, fmt, size, where, f"bbox[{i}]")
+             for i, raw in enumerate(raw_boxes)}
+    span = [seconds(first / info.fps), min(seconds((last + 1) / info.fps), info.duration)]
+    native_id = PurePath(name).stem if isinstance(key, str) else key
+    return record(entry, where, native_id, video, info, problem_type="spatio_temporal_grounding",
+                  question=QUESTION.format(sentence=sentence),
+                  answer={"span": span, "boxes": boxes})

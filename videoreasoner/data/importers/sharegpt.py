@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from videoreasoner.data.importers.common import (OPTION_LINE, json_items, load_json, parse_options, probe_video,
-                                     record, split_tags, typed_answer, video_ref)
+from videoreasoner.data.importers.common import (OPTION_LINE, each_entry, json_items, load_json, parse_options,
+                                                 probe_video, record, split_tags, typed_answer, video_ref)
 from videoreasoner.core.schema import Record, RecordError
 
 PROBLEM_TYPES = ("free_form", "ocr", "numerical", "regression", "multiple_choice")
@@ -58,24 +58,28 @@ def load(entry: dict) -> Iterator[Record]:
     if problem_type not in PROBLEM_TYPES:
         raise RecordError(entry["path"], "problem_type",
                           f"sharegpt sources support {', '.join(PROBLEM_TYPES)}, got {problem_type!r}")
-    for where, index, item in json_items(entry, load_json(entry)):
-        key, user, assistant = _turns(item, where)
-        videos = item.get("videos")
-        if not isinstance(videos, list) or len(videos) != 1:
-            raise RecordError(where, "videos", "expected a list of exactly one video path")
-        if user.count("<video>") != 1:
-            raise RecordError(where, f"{key}.user", "expected exactly one <video> placeholder")
-        question = user.replace("<video>", "").strip()
-        options = None
-        if problem_type == "multiple_choice":
-            question, options = _split_options(question, where, f"{key}.user")
-        if not question:
-            raise RecordError(where, f"{key}.user", "empty question")
-        reasoning, answer = split_tags(assistant)
-        if answer is None:
-            answer = assistant.split("</think>")[-1].strip()
-        video = video_ref(entry, videos[0], where, "videos")
-        yield record(entry, where, index, video, probe_video(video, where, "videos"),
-                     problem_type=problem_type, question=question, options=options,
-                     answer=typed_answer(problem_type, answer, options, where, f"{key}.assistant"),
-                     reasoning=reasoning or None)
+    return each_entry(entry, json_items(entry, load_json(entry)),
+                      lambda *item: _item(entry, problem_type, *item))
+
+
+def _item(entry: dict, problem_type: str, where: str, index: int, item: dict) -> Record:
+    key, user, assistant = _turns(item, where)
+    videos = item.get("videos")
+    if not isinstance(videos, list) or len(videos) != 1:
+        raise RecordError(where, "videos", "expected a list of exactly one video path")
+    if user.count("<video>") != 1:
+        raise RecordError(where, f"{key}.user", "expected exactly one <video> placeholder")
+    question = user.replace("<video>", "").strip()
+    options = None
+    if problem_type == "multiple_choice":
+        question, options = _split_options(question, where, f"{key}.user")
+    if not question:
+        raise RecordError(where, f"{key}.user", "empty question")
+    reasoning, answer = split_tags(assistant)
+    if answer is None:
+        answer = assistant.split("</think>")[-1].strip()
+    video = video_ref(entry, videos[0], where, "videos")
+    return record(entry, where, index, video, probe_video(video, where, "videos"),
+                  problem_type=problem_type, question=question, options=options,
+                  answer=typed_answer(problem_type, answer, options, where, f"{key}.assistant"),
+                  reasoning=reasoning or None)

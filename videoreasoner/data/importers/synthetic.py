@@ -11,23 +11,26 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from videoreasoner.data.importers.common import read_lines, record, video_ref
+from videoreasoner.data.importers.common import each_entry, read_lines, record, video_ref
 from videoreasoner.core.schema import Record, RecordError
 
 _REPLACED = ("id", "video", "split", "source")
 
 
 def load(entry: dict) -> Iterator[Record]:
-    for where, line in read_lines(entry):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise RecordError(where, "(entry)", f"expected a JSON object, got {type(row).__name__}")
-        if not isinstance(row.get("id"), (str, int)) or row.get("id") == "":
-            raise RecordError(where, "id", "missing or not a string")
-        video = video_ref(entry, row.get("video"), where, "video")
-        rest = {k: v for k, v in row.items() if k not in _REPLACED}
-        source = row.get("source") if entry.get("version") is None else None
-        yield record(entry, where, row["id"], video, own_split=row.get("split"), source=source, **rest)
+    return each_entry(entry, read_lines(entry), lambda where, line: _row(entry, where, line))
+
+
+def _row(entry: dict, where: str, line: str) -> Record:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RecordError(where, "(line)", f"not valid JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise RecordError(where, "(entry)", f"expected a JSON object, got {type(row).__name__}")
+    if not isinstance(row.get("id"), (str, int)) or row.get("id") == "":
+        raise RecordError(where, "id", "missing or not a string")
+    video = video_ref(entry, row.get("video"), where, "video")
+    rest = {k: v for k, v in row.items() if k not in _REPLACED}
+    source = row.get("source") if entry.get("version") is None else None
+    return record(entry, where, row["id"], video, own_split=row.get("split"), source=source, **rest)

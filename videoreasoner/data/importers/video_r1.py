@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from videoreasoner.data.importers.common import (json_items, load_json, parse_options, probe_video, record,
-                                     split_tags, text_field, typed_answer, video_ref)
+from videoreasoner.data.importers.common import (each_entry, json_items, load_json, parse_options, probe_video,
+                                                 record, split_tags, text_field, typed_answer, video_ref)
 from videoreasoner.core.schema import Record, RecordError
 
 PROBLEM_TYPES = {
@@ -26,29 +26,32 @@ PROBLEM_TYPES = {
 
 
 def load(entry: dict) -> Iterator[Record]:
-    for where, index, item in json_items(entry, load_json(entry)):
-        data_type = item.get("data_type", "video")
-        if data_type == "image":
-            entry["counters"]["skipped_image"] += 1
-            continue
-        if data_type != "video":
-            raise RecordError(where, "data_type", f"expected 'video' or 'image', got {data_type!r}")
-        problem_type = PROBLEM_TYPES.get(item.get("problem_type"))
-        if problem_type is None:
-            raise RecordError(where, "problem_type", f"unknown problem type {item.get('problem_type')!r} "
-                                                     f"(known: {', '.join(PROBLEM_TYPES)})")
-        options = parse_options(item.get("options"), where) if problem_type == "multiple_choice" else None
-        _, answer_text = split_tags(text_field(item, "solution", where))
-        if answer_text is None:
-            raise RecordError(where, "solution", "no <answer> tag")
-        reasoning = None
-        if item.get("process") is not None:
-            process = text_field(item, "process", where)
-            think, _ = split_tags(process)
-            reasoning = think if think is not None else process
-        video = video_ref(entry, item.get("path"), where, "path")
-        meta = {k: item[k] for k in ("problem_id", "data_source") if item.get(k) is not None}
-        yield record(entry, where, index, video, probe_video(video, where, "path"),
-                     problem_type=problem_type, question=text_field(item, "problem", where),
-                     options=options, reasoning=reasoning or None, meta=meta or None,
-                     answer=typed_answer(problem_type, answer_text, options, where, "solution"))
+    return each_entry(entry, json_items(entry, load_json(entry)), lambda *item: _item(entry, *item))
+
+
+def _item(entry: dict, where: str, index: int, item: dict) -> Record | None:
+    data_type = item.get("data_type", "video")
+    if data_type == "image":
+        entry["counters"]["skipped_image"] += 1
+        return None
+    if data_type != "video":
+        raise RecordError(where, "data_type", f"expected 'video' or 'image', got {data_type!r}")
+    problem_type = PROBLEM_TYPES.get(item.get("problem_type"))
+    if problem_type is None:
+        raise RecordError(where, "problem_type", f"unknown problem type {item.get('problem_type')!r} "
+                                                 f"(known: {', '.join(PROBLEM_TYPES)})")
+    options = parse_options(item.get("options"), where) if problem_type == "multiple_choice" else None
+    _, answer_text = split_tags(text_field(item, "solution", where))
+    if answer_text is None:
+        raise RecordError(where, "solution", "no <answer> tag")
+    reasoning = None
+    if item.get("process") is not None:
+        process = text_field(item, "process", where)
+        think, _ = split_tags(process)
+        reasoning = think if think is not None else process
+    video = video_ref(entry, item.get("path"), where, "path")
+    meta = {k: item[k] for k in ("problem_id", "data_source") if item.get(k) is not None}
+    return record(entry, where, index, video, probe_video(video, where, "path"),
+                  problem_type=problem_type, question=text_field(item, "problem", where),
+                  options=options, reasoning=reasoning or None, meta=meta or None,
+                  answer=typed_answer(problem_type, answer_text, options, where, "solution"))
