@@ -10,6 +10,7 @@ stage decodes with these functions and passes frames plus their real rate to the
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -190,6 +191,21 @@ def probe(path: str | os.PathLike, decode: bool = True) -> VideoInfo:
             raise VideoError(f"{path}: {'decoding' if decode else 'reading'} failed ({exc})") from None
         rotation = rotation_of(first, path) if first is not None else 0
         return _info(path, stream, n_frames, pts, rotation)
+
+
+@functools.lru_cache(maxsize=65536)
+def _probe_version(path: str, mtime_ns: int, size: int) -> VideoInfo:
+    return probe(path, decode=False)
+
+
+def probe_cached(path: str | os.PathLike) -> VideoInfo:
+    """probe(path, decode=False), cached per file version (path, mtime, size): ingest probes a video once
+    per record that names it, and training samples the same files every epoch."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        raise VideoError(f"{path}: video file does not exist") from None
+    return _probe_version(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 def read_frames(path: str | os.PathLike, indices: list[int] | None = None,

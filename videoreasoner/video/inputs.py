@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 
 from videoreasoner.answers.format import build_prompt, format_direct_target, format_target
 from videoreasoner.video.config import VideoConfig
-from videoreasoner.video.decoding import VideoError, VideoInfo, probe, read_frames
+from videoreasoner.video.decoding import VideoError, probe_cached, read_frames
 from videoreasoner.video.samplers import Clip, centre_indices, num_frames, select
 
 # Qwen2.5-VL's vision special tokens (never to be generated) and the processor's per-video tensors.
@@ -87,21 +86,6 @@ def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return frames
     box = Image.Resampling.BOX
     return np.stack([np.asarray(Image.fromarray(f).resize((size[1], size[0]), box)) for f in frames])
-
-
-@functools.lru_cache(maxsize=4096)
-def _probe(path: str, mtime_ns: int, size: int) -> VideoInfo:
-    return probe(path, decode=False)
-
-
-def probe_cached(path: str | Path) -> VideoInfo:
-    """probe(path, decode=False), cached per file version (path, mtime, size): training decodes the same
-    files every epoch, and the packet scan for the frames' times need not be repeated."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        raise VideoError(f"{path}: video file does not exist") from None
-    return _probe(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 def sample_video(path: str | Path, cfg: VideoConfig) -> SampledVideo:

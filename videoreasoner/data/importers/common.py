@@ -12,7 +12,6 @@ A malformed entry does not stop its importer: `each_entry` notes its error (`not
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -23,7 +22,7 @@ from typing import Any, NamedTuple
 
 from videoreasoner.answers.parse import parse_number
 from videoreasoner.core.schema import SPLITS, Record, RecordError, make_record, option_letter
-from videoreasoner.video.decoding import VideoError, VideoInfo, probe
+from videoreasoner.video.decoding import VideoError, VideoInfo, probe_cached
 
 TIME_DECIMALS = 3  # seconds are rounded to the millisecond
 _THINK = re.compile(r"<think>(.*?)</think>", re.S)
@@ -190,18 +189,12 @@ def video_ref(entry: dict, name: Any, where: str, field: str) -> VideoRef:
                     PurePosixPath(*Path(rel).parts).as_posix())
 
 
-@functools.lru_cache(maxsize=65536)
-def _probe(path: str, mtime_ns: int, size: int) -> VideoInfo:
-    return probe(path, decode=False)
-
-
 def probe_video(video: VideoRef, where: str, field: str) -> VideoInfo:
     """Header probe of the video file (cached per file version); any failure names the entry."""
+    if not os.path.exists(video.disk):
+        raise RecordError(where, field, f"video file {video.disk} does not exist")
     try:
-        stat = os.stat(video.disk)
-        return _probe(str(video.disk), stat.st_mtime_ns, stat.st_size)
-    except FileNotFoundError:
-        raise RecordError(where, field, f"video file {video.disk} does not exist") from None
+        return probe_cached(video.disk)
     except VideoError as exc:
         raise RecordError(where, field, str(exc)) from None
 
