@@ -175,3 +175,21 @@ def test_alignment_of_a_built_tiny_model_resumes_weight_exact(workspace, monkeyp
     whole = align("aligned_whole")
     shutil.rmtree(workspace / "checkpoints/bootstrap" / f"checkpoint-{STEPS}")
     assert_same_weights(align("aligned_resumed"), whole)
+
+
+def test_the_resume_check_skips_zero3_partitioned_parameters_with_a_warning(workspace, tmp_path, caplog):
+    """Under ZeRO-3 a parameter's state-dict tensor is empty; the check must not mistake that for a
+    mismatch (DeepSpeed's strict engine load holds there), and says that it did not compare."""
+    from videoreasoner.training.checkpoint_weights import _VerifyResumedWeights
+
+    model, _ = load_model_and_processor(workspace / "models/base")
+    model.save_pretrained(tmp_path / "ckpt")
+    with torch.no_grad():
+        model.lm_head.weight.add_(1.0)   # would be a mismatch if compared
+    model.lm_head.weight.ds_id = 0       # what DeepSpeed ZeRO-3 marks a partitioned parameter with
+    with caplog.at_level(logging.WARNING, logger="videoreasoner.training.checkpoint_weights"):
+        _VerifyResumedWeights(tmp_path / "ckpt").on_train_begin(None, None, None, model=model)
+    assert "not compared" in caplog.text
+    del model.lm_head.weight.ds_id
+    with pytest.raises(CheckpointMismatch, match="lm_head.weight"):
+        _VerifyResumedWeights(tmp_path / "ckpt").on_train_begin(None, None, None, model=model)
