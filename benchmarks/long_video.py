@@ -40,9 +40,9 @@ def oracle_iou(times: list[float], span: list[float], duration: float, dt: float
     """(hit, IoU of the ideal observer's span) for the selected frame times (seconds, increasing) and
     the true span [enter, exit) on a frame grid of dt seconds."""
     from videoreasoner.answers.iou import temporal_iou
+    from videoreasoner.answers.spans import in_span
 
-    enter, exit_ = span
-    hits = [i for i, t in enumerate(times) if enter - 1e-9 <= t < exit_ - 1e-9]
+    hits = [i for i, t in enumerate(times) if in_span(t, span)]
     if not hits:
         return False, 0.0
     first, last = hits[0], hits[-1]

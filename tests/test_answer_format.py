@@ -226,7 +226,8 @@ def test_parse_box(text, expected):
      {"span": [1.0, 3.0], "boxes": {"1.0": [0.1, 0.2, 0.3, 0.4], "3.0": [0.3, 0.2, 0.5, 0.4]}}),
     ("1.0 to 3.0", {"span": [1.0, 3.0], "boxes": {}}),
     ("1.0s: [0.1, 0.2, 0.3, 0.4]; 2.0s: [0.2, 0.2, 0.4, 0.4]",
-     {"span": [1.0, 2.0], "boxes": {"1.0": [0.1, 0.2, 0.3, 0.4], "2.0": [0.2, 0.2, 0.4, 0.4]}}),
+     # no span: from the first box time to just after the last (half-open spans exclude their end)
+     {"span": [1.0, 2.01], "boxes": {"1.0": [0.1, 0.2, 0.3, 0.4], "2.0": [0.2, 0.2, 0.4, 0.4]}}),
     ("1 to 3; 1: [0.1, 0.2, 0.3, 0.4]; 1.0: [0.5, 0.5, 0.6, 0.6]", None),   # one time, two boxes
     ("1 to 3 or 4 to 5; 1: [0.1, 0.2, 0.3, 0.4]", None),
     ("nothing", None),

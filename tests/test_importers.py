@@ -10,7 +10,9 @@ from videoreasoner.data.importers import IMPORTERS
 from videoreasoner.data.importers.common import raise_noted
 from stages.ingest import normalise_entry
 from videoreasoner.core.schema import REQUIRED_FIELDS, RecordError
-from videoreasoner.video.decoding import encode_mp4
+from videoreasoner.answers.iou import evaluation_frame_times, tube_frames
+from videoreasoner.data.record_checks import check_times
+from videoreasoner.video.decoding import encode_mp4, read_frames
 
 FPS, N_FRAMES = 4, 8  # every fixture video lasts 2.0 s
 
@@ -199,6 +201,18 @@ def test_hcstvg_list_xyxy_zero_based(tmp_path):
     (rec,), _ = load(tmp_path, name="hc", format="hcstvg", path=path, box_format="xyxy", frame_base=0)
     assert rec["id"] == "hc:0" and rec["video"] == "hc/v2.mp4"
     assert rec["answer"] == {"span": [0.0, 0.5], "boxes": {"0.0": [0.0, 0.0, 0.5, 0.5], "0.25": [0.0, 0.0, 1.0, 1.0]}}
+
+
+def test_hcstvg_span_is_half_open_and_names_exactly_the_annotated_frames(tmp_path):
+    """At 30 fps the millisecond-rounded span [0.067, 0.167) must still hold frames 2..4 and not 5."""
+    encode_mp4(np.zeros((12, 32, 32, 3), np.uint8), 30, tmp_path / "hc/v30.mp4")
+    anno = {"v30.mp4": {"English": "x", "st_frame": 3, "bbox": [[1, 1, 4, 4]] * 3}}
+    (rec,), _ = load(tmp_path, name="hc", format="hcstvg", path=write(tmp_path, "hc/anno.json", anno))
+    assert rec["answer"]["span"] == [0.067, 0.167]
+    _, times = read_frames(tmp_path / "hc/v30.mp4")
+    for frame_times in (times, evaluation_frame_times(rec["duration"], rec["fps"])):
+        assert tube_frames(rec["answer"]["span"], frame_times) == {2, 3, 4}
+    assert check_times(rec) is None
 
 
 @pytest.mark.parametrize("change, field", [

@@ -26,8 +26,9 @@ ANSWERS = {
     "free_form": "a red square",
     "ocr": "EXIT",
     "temporal_grounding": [0.0, 4.0],
-    "spatial_grounding": {"time": 4.0, "box": [0.0, 0.1, 1.0, 0.9]},
-    "spatio_temporal_grounding": {"span": [1.0, 2.0], "boxes": {"1": [0.1, 0.1, 0.2, 0.2], "2.0": [0, 0, 1, 1]}},
+    "spatial_grounding": {"time": 3.875, "box": [0.0, 0.1, 1.0, 0.9]},  # the last frame of 4 s at 8 fps
+    # half-open [1.0, 2.5): the box at 2.0 is inside
+    "spatio_temporal_grounding": {"span": [1.0, 2.5], "boxes": {"1": [0.1, 0.1, 0.2, 0.2], "2.0": [0, 0, 1, 1]}},
 }
 INFO = VideoInfo("videos/a.mp4", fps=8.0, n_frames=32, width=112, height=112)
 
@@ -90,7 +91,16 @@ def test_good_records_pass_every_check(problem_type):
     (check_times, record("spatio_temporal_grounding", answer={"span": [3, 5], "boxes": {"3": [0, 0, 1, 1]}}),
      "answer.span", "duration"),
     (check_times, record("spatio_temporal_grounding", answer={"span": [1, 2], "boxes": {"2.5": [0, 0, 1, 1]}}),
-     "answer.boxes[2.5]", "outside the span"),
+     "answer.boxes[2.5]", "outside the half-open span"),
+    # spans are half-open (videoreasoner/answers/spans.py): a box at the end time, or an instant at the
+    # clip's end, is outside
+    (check_times, record("spatio_temporal_grounding", answer={"span": [1, 2], "boxes": {"1": [0, 0, 1, 1],
+                                                                                         "2.0": [0, 0, 1, 1]}}),
+     "answer.boxes[2.0]", "outside the half-open span [1, 2)"),
+    (check_times, record("spatial_grounding", answer={"time": 4.0, "box": [0, 0, 1, 1]}), "answer.time",
+     "outside the clip [0, duration 4) s"),
+    (check_times, record("spatial_grounding", answer={"time": -0.001, "box": [0, 0, 1, 1]}), "answer.time",
+     "outside"),
     (check_boxes, record("spatial_grounding", answer={"time": 1, "box": [0.1, 0.1, 1.2, 0.5]}), "answer.box",
      "normalised"),
     (check_boxes, record("spatial_grounding", answer={"time": 1, "box": [0.5, 0.1, 0.5, 0.5]}), "answer.box",

@@ -24,6 +24,7 @@ from stages.generate import records_for
 from videoreasoner.training.rewards import build_rewards
 from videoreasoner.core.schema import OPTION_LETTERS
 from videoreasoner.answers.score import score_predictions
+from videoreasoner.answers.spans import in_span
 from videoreasoner.answers.verifiers import DETAIL_KEYS, evaluation_frame_times, verify
 from videoreasoner.data.world.config import WorldConfig
 
@@ -75,8 +76,8 @@ def wrong(r: dict) -> str:
 
 
 def whole_tube(r: dict, span: list[float]) -> str:
-    """A tube with a whole-frame box at every evaluation frame time inside `span` (seconds)."""
-    times = [t for t in evaluation_frame_times(r["duration"], r["fps"]) if span[0] <= t <= span[1]]
+    """A tube with a whole-frame box at every evaluation frame time inside the half-open `span` (seconds)."""
+    times = [t for t in evaluation_frame_times(r["duration"], r["fps"]) if in_span(t, span)]
     pairs = [f"{format_time(t)}: {format_box([0, 0, 1, 1])}" for t in times]
     return "; ".join([f"{format_time(span[0])} to {format_time(span[1])}", *pairs])
 

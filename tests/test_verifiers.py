@@ -194,7 +194,7 @@ def test_whole_frame_box_scores_low_against_small_true_box():
     assert verify_spatial_grounding(wrap("[0.4, 0.4, 0.5, 0.5] or [0, 0, 1, 1]"), truth).score == 0.0
 
 
-TUBE = {"span": [1.0, 3.0],
+TUBE = {"span": [1.0, 4.0],  # half-open: the frames at 1, 2 and 3 s
         "boxes": {"1.0": [0.1, 0.2, 0.3, 0.4], "2.0": [0.2, 0.2, 0.4, 0.4], "3.0": [0.3, 0.2, 0.5, 0.4]}}
 FRAMES = evaluation_frame_times(5.0, 1.0)   # 0, 1, 2, 3, 4 s
 
@@ -202,8 +202,8 @@ FRAMES = evaluation_frame_times(5.0, 1.0)   # 0, 1, 2, 3, 4 s
 def test_evaluation_frame_times_and_tube_frames():
     assert FRAMES == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert evaluation_frame_times(2.0, 2.0) == [0.0, 0.5, 1.0, 1.5]
-    assert tube_frames([1.0, 3.0], FRAMES) == {1, 2, 3}            # both ends inclusive
-    assert tube_frames([3.0, 1.0], FRAMES) == {1, 2, 3}
+    assert tube_frames([1.0, 3.0], FRAMES) == {1, 2}               # half-open: the frame at 3.0 is out
+    assert tube_frames([3.0, 1.0], FRAMES) == {1, 2}
     assert tube_frames([1.2, 1.4], FRAMES) == {1}                   # between frames: the one on screen
     assert tube_frames([4.2, 4.9], FRAMES) == {4}                   # after the last frame time, inside the video
     assert tube_frames([-0.5, -0.1], FRAMES) == set()
@@ -214,11 +214,11 @@ def test_evaluation_frame_times_and_tube_frames():
 
 @pytest.mark.parametrize("pred, tiou, viou", [
     (TUBE, 1.0, 1.0),
-    ({"span": [1.0, 3.0], "boxes": {"2.0": [0.2, 0.2, 0.4, 0.4]}}, 1.0, (1 / 3 + 1 + 1 / 3) / 3),
-    ({"span": [2.0, 4.0], "boxes": TUBE["boxes"]}, 2 / 4, 2 / 4),
-    ({"span": [1.0, 3.0], "boxes": {}}, 1.0, 0.0),
+    ({"span": [1.0, 4.0], "boxes": {"2.0": [0.2, 0.2, 0.4, 0.4]}}, 1.0, (1 / 3 + 1 + 1 / 3) / 3),
+    ({"span": [2.0, 5.0], "boxes": TUBE["boxes"]}, 2 / 4, 2 / 4),
+    ({"span": [1.0, 4.0], "boxes": {}}, 1.0, 0.0),
     ({"span": [40.0, 50.0], "boxes": TUBE["boxes"]}, 0.0, 0.0),
-    ({"span": [0.0, 4.0], "boxes": {"0": [0, 0, 1, 1]}}, 3 / 5, (0.04 + 0.04 + 0.04) / 5),
+    ({"span": [0.0, 5.0], "boxes": {"0": [0, 0, 1, 1]}}, 3 / 5, (0.04 + 0.04 + 0.04) / 5),
 ])
 def test_tube_iou(pred, tiou, viou):
     assert tube_tiou(pred, TUBE, FRAMES) == pytest.approx(tiou)
@@ -227,7 +227,7 @@ def test_tube_iou(pred, tiou, viou):
 
 def test_spatio_temporal_frames_from_record_fps_or_argument():
     record = {"id": "s", "problem_type": "spatio_temporal_grounding", "answer": TUBE, "duration": 5.0}
-    text = wrap("2.0 to 4.0; 2.0: [0.2, 0.2, 0.4, 0.4]; 3.0: [0.3, 0.2, 0.5, 0.4]")
+    text = wrap("2.0 to 5.0; 2.0: [0.2, 0.2, 0.4, 0.4]; 3.0: [0.3, 0.2, 0.5, 0.4]")
     with pytest.raises(RecordError, match="fps"):
         verify(record, text)
     by_fps = verify({**record, "fps": 1.0}, text)

@@ -1,6 +1,9 @@
 """The IoU family: temporal spans, boxes and spatio-temporal tubes.
 
 Conventions, where published implementations differ:
+- Spans are half-open, [start, end) seconds: the project's one span rule, stated and implemented in
+  videoreasoner/answers/spans.py. Temporal IoU of continuous spans does not depend on it (an end
+  point has length zero); tube frame sets do.
 - Temporal IoU = overlap / (max(e, ê) − min(s, ŝ)): the hull, not the sum of lengths minus overlap.
   For overlapping spans the two agree; for disjoint spans the overlap is 0 either way. Reversed spans
   are reordered. Zero-length spans: two identical instants score 1, anything else with no overlap 0
@@ -8,9 +11,11 @@ Conventions, where published implementations differ:
 - Box IoU on [x1, y1, x2, y2]: reversed corners are reordered; coordinates are not clipped. Two
   identical degenerate boxes score 1, otherwise zero area scores 0.
 - Tubes are scored on the evaluation frame times (a grid of k / fps at the evaluation rate). A tube's
-  frames are those with s <= t <= e, both ends inclusive; a span containing no frame time takes the
-  frame on screen at its start (frame k shows during [t_k, t_k + Δ), Δ the frame interval), so a short
-  span inside the video is never frameless, and a span outside the video has no frames.
+  frames are those with s <= t < e (spans.py `in_span`): a frame at exactly t = e is outside, so the
+  ground truth [enter, exit] of an object names exactly the frames it is drawn in. A span that holds
+  no frame time (shorter than a frame interval, or between two frames) takes the frame on screen at
+  its start (frame k shows during [t_k, t_k + Δ), Δ the smallest frame interval), so a short span
+  inside the video is never frameless; a span outside the video has no frames.
   A tube's box at a frame is its annotated box at the nearest annotated time (ties go to the earlier
   time); a tube without boxes has IoU 0 at every frame.
   tIoU = |S_i| / |S_u|; vIoU = Σ_{t ∈ S_i} IoU(b̂_t, b_t) / |S_u|; both 0 when S_u is empty.
@@ -27,7 +32,7 @@ import math
 import numbers
 from collections.abc import Sequence
 
-_EPS = 1e-9
+from videoreasoner.answers.spans import in_span
 
 
 def _numbers(values: Sequence[object], what: str) -> list[float]:
@@ -106,13 +111,14 @@ def evaluation_frame_times(duration: float, fps: float) -> list[float]:
 
 
 def tube_frames(span: Sequence[float], frame_times: Sequence[float]) -> set[int]:
-    """Indices of the evaluation frames a tube's span covers (both ends inclusive; see module doc)."""
+    """Indices of the evaluation frames (times in seconds) a tube's half-open span [s, e) covers; a span
+    holding no frame time gets the frame on screen at s (see the module docstring)."""
     s, e = _ordered(span)
-    inside = {i for i, t in enumerate(frame_times) if s - _EPS <= t <= e + _EPS}
+    inside = {i for i, t in enumerate(frame_times) if in_span(t, (s, e))}
     if inside or not frame_times:
         return inside
     step = _frame_interval(frame_times)
-    shown = [(t, i) for i, t in enumerate(frame_times) if t <= s < t + step]
+    shown = [(t, i) for i, t in enumerate(frame_times) if in_span(s, (t, t + step))]
     return {max(shown)[1]} if shown else set()
 
 

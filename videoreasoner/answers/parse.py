@@ -18,7 +18,7 @@ import math
 import re
 import unicodedata
 
-from videoreasoner.answers.canonical import format_time
+from videoreasoner.answers.canonical import TIME_DECIMALS, format_time
 from videoreasoner.core.schema import OPTION_LETTERS
 
 MAX_ANSWER_CHARS = 8192
@@ -218,8 +218,10 @@ def parse_tube(text: str) -> dict | None:
     """{"span": [s, e], "boxes": {"<t>": [x1, y1, x2, y2], ...}} from the tube text form
     "2.0 to 4.0; 2.0: [0.10, 0.20, 0.30, 0.40]; 3.0: [...]" (see format.format_answer).
 
-    Box keys are canonical time strings (format_time). Without a span, the span is taken from the
-    first and last box times; a time given twice with different boxes gives None (a hedge).
+    Box keys are canonical time strings (format_time). Without a span, the span runs from the first
+    box time to one written unit (10 ** -TIME_DECIMALS s) after the last: spans are half-open
+    (videoreasoner/answers/spans.py), so ending at the last box time would drop that box's frame. A
+    time given twice with different boxes gives None (a hedge).
     """
     s = _bounded_ascii_symbols(text)
     if s is None:
@@ -238,7 +240,7 @@ def parse_tube(text: str) -> dict | None:
     span = _span_from(rest)
     if span is None and boxes and not _TIME_RE.search(rest):
         times = sorted(float(k) for k in boxes)
-        span = [times[0], times[-1]]
+        span = [times[0], round(times[-1] + 10.0 ** -TIME_DECIMALS, TIME_DECIMALS)]
     if span is None:
         return None
     return {"span": span, "boxes": boxes}

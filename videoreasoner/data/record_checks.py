@@ -6,8 +6,10 @@ fine *for that concern*. Concerns do not overlap: a malformed answer is reported
 and `check_times` / `check_boxes` judge only answers that parse. Missing required fields are left to the
 GX not-null expectations, so checkers skip a field that is None.
 
-Units: times and durations are seconds (a span [s, e] needs 0 <= s < e <= duration); boxes are
-[x1, y1, x2, y2] normalised to [0, 1] of the frame, with x1 < x2 and y1 < y2.
+Units: times and durations are seconds; spans are half-open, [s, e) (videoreasoner/answers/spans.py):
+a span needs 0 <= s < e <= duration, a box time of a tube lies in [s, e) (a box at t = e is outside),
+and an instant lies in the clip's own span [0, duration). Boxes are [x1, y1, x2, y2] normalised to
+[0, 1] of the frame, with x1 < x2 and y1 < y2.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from videoreasoner.answers.spans import in_span
 from videoreasoner.core.schema import ALL_FIELDS, OPTION_LETTERS, PROBLEM_TYPES, Record
 from videoreasoner.video.decoding import ROTATION_MODES, VideoInfo
 
@@ -177,7 +180,8 @@ def _check_span(field: str, span: list[float], duration: float) -> Problem | Non
 
 
 def check_times(record: Record) -> Problem | None:
-    """Spans satisfy 0 <= start < end <= duration; instants lie in [0, duration]; box times in the span."""
+    """Spans satisfy 0 <= start < end <= duration; instants lie in [0, duration); box times in their
+    tube's span [start, end), both half-open (spans.py)."""
     problem_type, answer, duration = record.get("problem_type"), record.get("answer"), record.get("duration")
     if not (_is_number(duration) and duration > 0) or check_answer(record) is not None or answer is None:
         return None
@@ -185,8 +189,8 @@ def check_times(record: Record) -> Problem | None:
         return _check_span("answer", _numbers(answer, 2), duration)
     if problem_type == "spatial_grounding":
         t = answer["time"]
-        if not 0 <= t <= duration + TIME_EPS:
-            return "answer.time", f"time {t:g} s lies outside [0, duration {duration:g} s]"
+        if not (0 <= t and in_span(t, (0.0, duration))):
+            return "answer.time", f"time {t:g} s lies outside the clip [0, duration {duration:g}) s"
     if problem_type == "spatio_temporal_grounding":
         span = _numbers(answer["span"], 2)
         bad = _check_span("answer.span", span, duration)
@@ -194,8 +198,9 @@ def check_times(record: Record) -> Problem | None:
             return bad
         for key in answer["boxes"]:
             t = _time_key(key)
-            if not span[0] - TIME_EPS <= t <= span[1] + TIME_EPS:
-                return f"answer.boxes[{key}]", f"box time {t:g} s lies outside the span [{span[0]:g}, {span[1]:g}] s"
+            if not in_span(t, span):
+                return f"answer.boxes[{key}]", (f"box time {t:g} s lies outside the half-open span "
+                                                f"[{span[0]:g}, {span[1]:g}) s (a box at the end time is outside)")
     return None
 
 

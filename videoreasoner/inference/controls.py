@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from videoreasoner.answers.format import coerce_answer, format_answer
+from videoreasoner.answers.spans import in_span
 from videoreasoner.inference.engines import FrameTransform
 from videoreasoner.core.schema import OPTION_LETTERS
 from videoreasoner.training.sft_data import shuffled
@@ -77,7 +78,8 @@ def _summary_candidates(problem_type: str, answers: list[Any], records: list[dic
     if problem_type == "spatio_temporal_grounding":
         span = _median_span([a["span"] for a in answers])
         box = _median_box([b for a in answers for b in a["boxes"].values()])
-        times = np.arange(np.ceil(span[0]), span[1] + 1e-9, 1.0)
+        # whole seconds inside the half-open span (spans.py): a box at its end would lie outside it
+        times = [t for t in np.arange(np.ceil(span[0]), span[1] + 1.0, 1.0) if in_span(t, span)]
         return [{"span": span, "boxes": {f"{t:.1f}": box for t in times}}]
     return []
 
