@@ -17,6 +17,10 @@ exactly BOX_DECIMALS decimals (videoreasoner/answers/canonical.py, shared with t
 is exact for ground truth on that grid and otherwise within half a unit of the last decimal (0.005 of
 the frame side, sub-pixel on 112-px frames). For spatial_grounding the time of the box is part of the
 question, so only the box is written.
+
+Spans, in targets and in answers, are half-open (videoreasoner/answers/spans.py): "1.0 to 3.0" is
+[1.0, 3.0), the end being the first moment the thing is gone, so in a 4-fps clip it names the frames at
+1.0 … 2.75 s, and a tube's `time: box` pairs lie in [start, end).
 """
 from __future__ import annotations
 

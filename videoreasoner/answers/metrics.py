@@ -12,7 +12,8 @@ written by videoreasoner/answers/score.py and the evaluate stage (`item_result`)
 
 where each M is {"value": float | None, "ci95": [low, high] | None, "n": int}. Type metrics:
 temporal_grounding and spatial_grounding: "mIoU", "R1@0.3", "R1@0.5", "R1@0.7" (IoU >= threshold);
-spatio_temporal_grounding: "m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5" (vIoU > threshold, strict);
+spatio_temporal_grounding: "m_tIoU", "m_vIoU", "vIoU@0.3", "vIoU@0.5" (vIoU > threshold, strict; tIoU and
+vIoU are over the frames in each tube's half-open span [start, end), videoreasoner/answers/spans.py);
 regression: "MRA" (mean of details.mra, VSI-Bench's mean relative accuracy); free_form: "rouge_official"
 (mean of details.rouge_official, the official evaluator's ROUGE); each only when every item has the key.
 Summary (V-STaR style): accuracy = mean score over the answer types (multiple_choice, numerical,

@@ -5,7 +5,8 @@ text (a raw model output, what a predictions file holds) and its cost in generat
 - greedy: one greedy completion.
 - self_consistency: n samples, majority vote over *parsed* answers (answer_format.parse_answer).
   Spans, boxes and tubes are clustered by IoU (the verifiers' temporal_iou / box_iou / tube_viou on
-  the frames the model saw) at `iou_threshold`; letters and numbers by equality, text after lower-casing.
+  the frames the model saw, a tube's frames being those in its half-open span, videoreasoner/answers/spans.py)
+  at `iou_threshold`; letters and numbers by equality, text after lower-casing.
   The answer returned is the medoid of the winning cluster. Ties go to the cluster holding the earliest
   sample; unparseable samples never vote (all unparseable: the first sample is returned).
 - confidence_vote: the same vote, each sample weighted by exp(mean token log-probability) in (0, 1].

@@ -12,6 +12,8 @@ params.yaml `rewards:` holds a list of {name, weight, kwargs}; `build_rewards` t
 `reward_funcs` and `reward_weights`. Task rewards (accuracy, temporal_iou, box_iou, tube_iou, mra,
 rouge_official) must not cover the same problem type twice, so no sample is paid twice for one answer:
 to use mra, drop regression from accuracy's `types` (rouge_official: drop free_form).
+Spans are half-open, [start, end) (videoreasoner/answers/spans.py): the rewards score tubes on the
+verifiers' frame sets and so follow that rule without restating it.
 """
 from __future__ import annotations
 

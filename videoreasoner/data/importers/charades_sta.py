@@ -2,9 +2,12 @@
 
 `start` and `end` are seconds; the video is `{video_root}/{vid}{video_ext}` (`video_ext` is an optional
 key of the source entry, default ".mp4"). The answer is `[start, end]` in seconds, rounded to the
-millisecond. Charades-STA has spans running past the end of their video: `end` is clipped to the
-probed duration and counted (`clipped_end` in the summary); a span that is empty after clipping,
-reversed or negative is a malformed entry (ingest `on_error`). Ids are `<name>:<vid>@<line>`.
+millisecond, read as the project's half-open span [start, end) (videoreasoner/answers/spans.py).
+Charades-STA's spans are continuous moments, not frame ranges, and are scored by continuous temporal
+IoU, which does not depend on whether the ends are open or closed, so they are kept as published.
+Charades-STA has spans running past the end of their video: `end` is clipped to the probed duration
+and counted (`clipped_end` in the summary); a span that is empty after clipping, reversed or negative
+is a malformed entry (ingest `on_error`). Ids are `<name>:<vid>@<line>`.
 """
 from __future__ import annotations
 

@@ -8,7 +8,10 @@ default) or `[x1, y1, x2, y2]` (`box_format: xyxy`); optional `ed_frame` (must a
 count, inclusive or exclusive); the annotation frame size as `width`/`height` or `img_size`/`img_hw`
 ([h, w]), else the probed video size. Boxes are clipped to the frame and normalised to [0, 1].
 Frame k (0-based) shows at k / fps (fps probed from the file), so the answer is
-{"span": [first / fps, (last + 1) / fps], "boxes": {"<k / fps>": [x1, y1, x2, y2], …}} in seconds.
+{"span": [first / fps, (last + 1) / fps], "boxes": {"<k / fps>": [x1, y1, x2, y2], …}} in seconds,
+rounded to the millisecond (the end is capped at the probed duration). The span is half-open
+(videoreasoner/answers/spans.py): it holds the frames first..last, the last box's frame included and
+the frame after it not, so its frame set is exactly the annotated frames.
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ shapes (the needles) each stand still at one place for 2–6 s; grey shapes (dec
 grey dots drift the whole time, wrapping around the frame. Needles and decoys never overlap in time, are
 at least GAP_S seconds apart and EDGE_S from either end, so each boundary is one clean scene change that
 a change detector sees as well as a needle. Times follow scene.py: frame k shows t_k = k / fps and a
-shape is drawn iff enter <= t_k < exit, so its span is exactly [enter, exit] (whole seconds).
+shape is drawn iff enter <= t_k < exit, so its span is exactly the half-open [enter, exit) (whole
+seconds; videoreasoner/answers/spans.py).
 Questions, in the record schema: "When is the red square visible?" (temporal_grounding, one per needle)
 and how many coloured shapes appear (numerical), each with an exact chain of thought.
 """

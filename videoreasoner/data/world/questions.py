@@ -1,8 +1,10 @@
 """Questions about a scene, one builder per task, each returning (problem_type, fields) with an exact
 chain of thought in `reasoning` derived from the same geometry that rendered the pixels.
 
-Times in text are seconds written by `fmt_s`; spans are [enter, exit] with exit exclusive of the
-frame at `exit` (see videoreasoner/data/world/scene.py); boxes are normalised [x1, y1, x2, y2].
+Times in text are seconds written by `fmt_s`; spans are half-open, [enter, exit): the frame at `exit`
+no longer shows the object (videoreasoner/data/world/scene.py, videoreasoner/answers/spans.py), so a
+tube's box times run from enter in steps of box_step_s while t < exit. Boxes are normalised
+[x1, y1, x2, y2].
 """
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
 """Scene sampling and geometry: where each object is at any time, in pixels and seconds.
 
 Conventions: frame k shows time t_k = k / fps and covers [t_k, t_k + 1/fps). An object is drawn in
-frame k iff enter <= t_k < exit, so its visible span is exactly [enter, exit] (both on the boundary
-grid). Its centre moves linearly from the entry edge (touching it) to the exit edge, so a drawn object
-is always whole inside the frame and its box is [cx - r, cy - r, cx + r, cy + r].
+frame k iff enter <= t_k < exit, so its visible span is exactly the half-open [enter, exit) (both on
+the boundary grid), the project's span rule (videoreasoner/answers/spans.py): the frame at `exit` no
+longer shows it, and a tube's ground-truth frame set is exactly the frames it is drawn in. Its centre
+moves linearly from the entry edge (touching it) to the exit edge, so a drawn object is always whole
+inside the frame and its box is [cx - r, cy - r, cx + r, cy + r].
 """
 from __future__ import annotations
 
@@ -31,8 +33,8 @@ class SceneObject:
     entry: str  # edge name
     start_xy: tuple[float, float]  # centre at `enter`, pixels
     end_xy: tuple[float, float]  # centre at `exit`, pixels
-    enter: float  # seconds, on the boundary grid
-    exit: float  # seconds, on the boundary grid, > enter, <= duration
+    enter: float  # seconds, on the boundary grid: the first frame time it is drawn at
+    exit: float  # seconds, on the boundary grid, > enter, <= duration: the first frame time it is gone
 
     @property
     def name(self) -> str:
@@ -47,6 +49,7 @@ class SceneObject:
         return PATHS[self.entry][1]
 
     def visible_at(self, t: float) -> bool:
+        """enter <= t < exit (half-open; the 1e-9 only absorbs float error of k / fps on the grid)."""
         return self.enter - 1e-9 <= t < self.exit - 1e-9
 
     def centre_at(self, t: float) -> tuple[float, float]:
