@@ -65,6 +65,13 @@ def stage_order(repo: str | Path = ".") -> list[str]:
     return done
 
 
+def runnable_stages(repo: str | Path = ".") -> list[str]:
+    """stage_order without the frozen stages (`frozen: true`, e.g. pretrain: its committed output is
+    used, and `dvc repro` does not run it either): the stages the pipeline flow runs."""
+    stages = load_stages(repo)
+    return [s for s in stage_order(repo) if not stages[s].get("frozen")]
+
+
 def upstream(stage: str, repo: str | Path = ".") -> list[str]:
     """The stages `stage` needs (transitively), in pipeline order, ending with `stage`."""
     deps = dependencies(load_stages(repo))

@@ -37,7 +37,7 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.exceptions import MissingContextError  # noqa: E402
 
-from flows.dag import stage_order  # noqa: E402
+from flows.dag import runnable_stages  # noqa: E402
 from flows.lineage import lineage_tags  # noqa: E402
 
 log = logging.getLogger("flows.pipeline")  # shared with flows/command.py: `vr pipeline` logs under one name
@@ -230,8 +230,8 @@ def _pipeline(repo_path: Path, force: bool, register_model: bool) -> dict[str, A
 
     logger = _logger()
     pipeline_run_id = str(flow_run.id or uuid.uuid4())
-    stages = stage_order(repo_path)
-    logger.info("stages in DAG order: %s", " -> ".join(stages))
+    stages = runnable_stages(repo_path)
+    logger.info("stages in DAG order (frozen ones skipped): %s", " -> ".join(stages))
     uri, experiment_id = tracking_setup(repo_path)
     client = mlflow_client()
     parent = client.create_run(experiment_id, run_name="pipeline", tags={

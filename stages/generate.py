@@ -16,7 +16,6 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from videoreasoner.core import telemetry  # noqa: F401
@@ -29,22 +28,11 @@ from videoreasoner.data.world.long import long_items, render_long, sample_long_s
 from videoreasoner.data.world.perception import perception_items
 from videoreasoner.data.world.questions import reasoning_items
 from videoreasoner.data.world.render import render
-from videoreasoner.data.world.scene import Scene, sample_scene
+from videoreasoner.data.world.streams import scene_for, video_rng
 
 log = logging.getLogger(__name__)
 SOURCE = "synthetic-world/v1"
 LONG_SOURCE = "synthetic-world-long/v1"
-
-
-def video_rng(seed: int, split: str, index: int, mode: str = "default") -> np.random.Generator:
-    """Independent stream per video: results do not depend on generation order or worker count."""
-    key = [seed, SPLITS.index(split), index] + ([1] if mode == "long" else [])
-    return np.random.default_rng(np.random.SeedSequence(key))
-
-
-def scene_for(cfg: WorldConfig, split: str, index: int) -> tuple[Scene, np.random.Generator]:
-    rng = video_rng(cfg.seed, split, index)
-    return sample_scene(rng, cfg), rng
 
 
 def records_for(cfg: WorldConfig, split: str, index: int) -> list[dict]:

@@ -73,7 +73,9 @@ def test_flow_body_runs_stages_in_dag_order(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "repro_stage", fake_repro)
     summary = pipeline.pipeline.fn(repo=str(ROOT), register_model=False)
-    assert calls == dvc_order(ROOT)
+    frozen = [s for s, spec in dag.load_stages(ROOT).items() if spec.get("frozen")]
+    assert frozen == ["pretrain"]  # its committed output is the default base: never re-run by the flow
+    assert calls == [s for s in dvc_order(ROOT) if s not in frozen]
     assert list(summary["stages"]) == calls
 
 

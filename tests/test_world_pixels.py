@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from stages.generate import run, scene_for
+from stages.generate import run
+from videoreasoner.data.world.streams import scene_for
 from videoreasoner.video.decoding import decode_frames
 from videoreasoner.data.world.config import PALETTE, WorldConfig
 

@@ -3,6 +3,8 @@ command line and `dvc repro` run exactly the same code with the same params.yaml
 
   vr generate | ingest | validate | bootstrap | sft | rl | tts | evaluate
                                        run one stage directly (no DVC bookkeeping)
+  vr pretrain                          rebuild the shipped tiny base (about 50 min on 2 cores; not part
+                                       of the pipeline, whose default loads the committed base)
   vr repro [STAGE ...]                 `dvc repro` the pipeline (or up to STAGE), no flow, no registry
   vr pipeline [--force] [--no-register]
                                        the Prefect flow: every stage in DAG order, then MLflow
@@ -24,7 +26,7 @@ from collections.abc import Callable
 
 from videoreasoner.core import telemetry  # noqa: F401
 
-STAGES = ("generate", "ingest", "validate", "bootstrap", "sft", "rl", "tts", "evaluate")
+STAGES = ("generate", "ingest", "validate", "pretrain", "bootstrap", "sft", "rl", "tts", "evaluate")
 FORWARDED = ("pipeline", "registry", "servers", "score")  # commands whose options pass through to their main
 
 
@@ -37,6 +39,8 @@ def stage_main(name: str) -> Callable[[], object]:
         from stages.ingest import main
     elif name == "validate":
         from stages.validate import main
+    elif name == "pretrain":
+        from stages.pretrain import main
     elif name == "bootstrap":
         from stages.bootstrap import main
     elif name == "sft":

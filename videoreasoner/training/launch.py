@@ -26,7 +26,7 @@ from videoreasoner.core.params import read_section
 
 log = logging.getLogger(__name__)
 LAUNCHERS = ("python", "accelerate", "deepspeed")
-TRAINING_STAGES = ("bootstrap", "sft", "rl")
+TRAINING_STAGES = ("pretrain", "bootstrap", "sft", "rl")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +67,14 @@ def exact_resume_sft_trainer():
 
 def train(model, processor, records: list[dict], video_root: str | Path, params: dict[str, Any],
           video_cfg: VideoConfig, checkpoint_dir: str | Path, run_fingerprint: str,
-          callbacks: Sequence = ()) -> tuple[Any, dict[str, Any]]:
+          callbacks: Sequence = (), wrap_collator: Callable | None = None,
+          trainer_class: type | None = None) -> tuple[Any, dict[str, Any]]:
     """Fine-tune `model` on `records` (targets from videoreasoner/answers/format via video_inputs).
 
     params: a section of SFTConfig fields plus OWN_KEYS (`lora`, `freeze_vision`). Resumes from the last complete
     checkpoint in `checkpoint_dir` when it was written with the same `run_fingerprint`.
+    wrap_collator(collator) -> collator and trainer_class (an ExactResumeSFTTrainer subclass) let the
+    pretrain stage add its dense targets and loss (videoreasoner/training/pretrain_trainer.py).
     Returns (trained model, merged if LoRA; summary with loss, steps, samples/s, seconds).
     """
     from trl import SFTConfig
@@ -81,6 +84,8 @@ def train(model, processor, records: list[dict], video_root: str | Path, params:
     collator = VideoSFTCollator(processor, video_cfg, assistant_only_loss=args.assistant_only_loss,
                                 chat_template=training_chat_template(processor) if args.assistant_only_loss
                                 else None, max_length=args.max_length)
+    if wrap_collator is not None:
+        collator = wrap_collator(collator)
     dataset = to_dataset(records, video_root)
     if args.train_sampling_strategy == "group_by_length":
         # TRL keeps only its vision signature columns; the sampler needs `length` (the collator ignores it).
@@ -89,7 +94,7 @@ def train(model, processor, records: list[dict], video_root: str | Path, params:
     if own.get("freeze_vision"):
         log.info("vision tower frozen: %d parameters", freeze_vision_tower(model))
     resume = prepare_checkpoints(checkpoint_dir, run_fingerprint)
-    trainer = exact_resume_sft_trainer()(model=model, args=args, data_collator=collator,
+    trainer = (trainer_class or exact_resume_sft_trainer())(model=model, args=args, data_collator=collator,
                          train_dataset=dataset, processing_class=processor,
                          peft_config=lora_config(own.get("lora")), callbacks=list(callbacks))
     t0 = time.perf_counter()

@@ -93,7 +93,7 @@ class WorldConfig:
         "multiple_choice": 2, "numerical": 1, "temporal_grounding": 1, "spatial_grounding": 1,
         "spatio_temporal_grounding": 1, "free_form": 1, "regression": 1})
     perception_splits: tuple[str, ...] = ("train", "val")
-    perception_per_video: int = 4
+    perception_per_video: int = 8
     crf: int = 18
     workers: int = 2
     long: LongConfig = field(default_factory=LongConfig)
