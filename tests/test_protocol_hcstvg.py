@@ -85,3 +85,10 @@ def test_summary_counts_viou_above_thresholds_strictly():
     out = TUBEDETR.summarize(items, TUBEDETR_SETTINGS)
     assert out["viou@0.5"] == pytest.approx(1 / 3) and out["viou@0.3"] == pytest.approx(2 / 3)
     assert out["viou"] == pytest.approx(1.7 / 3) and out["tiou"] == 1.0
+
+
+@pytest.mark.parametrize("protocol, settings", [(TUBEDETR, dict(TUBEDETR_SETTINGS, fps=25.0)), (CGSTVG, {"fps": None})])
+def test_a_time_too_large_for_a_frame_number_is_unreadable_not_a_crash(protocol, settings):
+    huge = "<answer>" + "9" * 308 + " to 2.0; 2.0: [0.10, 0.20, 0.50, 0.60]</answer>"   # × fps overflows
+    verdict = protocol.score_item(dict(tube([4.0, 8.0]), fps=4.0), huge, settings)
+    assert verdict.error == "unreadable" and verdict.score == 0.0

@@ -34,6 +34,7 @@ EVAL_BENCH = [
     ("regression", "10", "<answer>15</answer>", 0.0),            # rel 0.5 < 0.5 is false
     ("regression", "10", "<answer>9</answer>", 0.9),             # float32: 0.1 < 1 - 0.9 holds
     ("regression", "10", "<answer>ten</answer>", 0.0),
+    ("regression", "10", "<answer>nan</answer>", 0.0),           # NaN < x is false at every threshold
     ("ocr", "STOP here", "<answer>STOP here</answer>", 0.0),     # every other type scores 0 (L184-185)
     ("free_form", "It bounces", "<answer>It bounces</answer>", 0.0),
 ]
@@ -61,6 +62,7 @@ REWARD = [
     ("regression", "10", "<answer>12</answer>", 0.8),            # 1 - relative error (L146-148)
     ("regression", "10", "<answer>25</answer>", 0.0),
     ("regression", "10", "<answer>ten</answer>", 0.0),
+    ("regression", "10", "<answer>nan</answer>", 1.0),           # max(0.0, NaN) is 0.0: full reward
 ]
 
 

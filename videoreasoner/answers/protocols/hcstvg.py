@@ -19,8 +19,8 @@ TubeDETR, antoyang/TubeDETR datasets/hcstvg_eval.py @ d70c0ee, reproduced quirks
   overlap / (gt length + pred length − overlap);
 - L137-148: the vIoU denominator is the kept frames in [min_start, max_end): the hull, so a gap between
   disjoint spans counts; the numerator sums box IoU over kept ground-truth frames in the overlap;
-- L158-178: box IoU (util/box_ops.py np_box_iou) with no corner ordering; 0/0 gives NaN there
-  (recorded here as "official_nan", counted 0);
+- L158-178: box IoU (util/box_ops.py np_box_iou) with no corner ordering; an empty union gives NaN
+  or inf there (recorded here as "official_nan", counted 0);
 - L180-194: vIoU@R counts vIoU > R (strict); gt_vIoU averages IoU over the kept ground-truth frames;
 - L264-289: every number is a mean over videos.
 CG-STVG, HengLan/CGSTVG datasets/evaluation/hcstvg_eval.py @ f062d84 (with datasets/hcstvg.py),
@@ -74,10 +74,15 @@ def frame_tiou(gt: list[int], pred: list[int]) -> float:
 
 
 def _read(record: dict, text: str, fps: float) -> tuple[list[int], dict] | None:
+    """(sted in frames, boxes by time) of the answer, or None; a time too large to be a frame number
+    (t × fps overflows) is unreadable too, not a crash of the whole scoring."""
     parsed = parse_answer("spatio_temporal_grounding", extract_answer(text, strict=True))
     if parsed is None:
         return None
-    return [frame(parsed["span"][0], fps), frame(parsed["span"][1], fps)], parsed["boxes"]
+    try:
+        return [frame(parsed["span"][0], fps), frame(parsed["span"][1], fps)], parsed["boxes"]
+    except OverflowError:
+        return None
 
 
 def _fps(record: dict, settings: dict) -> float:
@@ -88,7 +93,7 @@ def _fps(record: dict, settings: dict) -> float:
 
 
 def _item(tiou: float, viou: float, gt_viou: float, sted: list[int]) -> ItemScore:
-    if math.isnan(viou) or math.isnan(gt_viou):
+    if not (math.isfinite(viou) and math.isfinite(gt_viou)):
         return ItemScore(0.0, {"tiou": tiou, "viou": 0.0, "gt_viou": 0.0, "pred_sted": sted}, "official_nan")
     return ItemScore(viou, {"tiou": tiou, "viou": viou, "gt_viou": gt_viou, "pred_sted": sted})
 

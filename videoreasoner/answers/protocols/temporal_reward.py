@@ -12,7 +12,8 @@ src/open_r1/grpo_tg.py @ 73b2ea9 (the same parser and IoU, two differences). Rep
   VideoChat-R1 L92-93: a reversed span is rejected (reward 0);
 - L116-119: IoU = max(0, min(ends) − max(starts)) / (max(ends) − min(starts)), the hull as union;
 - a zero hull (a zero-length answer equal to a zero-length truth): TimeZero L118-121 leaves `iou`
-  unassigned and raises UnboundLocalError (recorded here as the failure "official_crash", score 0);
+  unassigned, so it reuses the IoU of the batch's previous completion, or raises UnboundLocalError for
+  the first one; every item here is a batch of its own, so it is the failure "official_crash", score 0;
   VideoChat-R1 L120-121 rewards it 1.0;
 - the durations the rewards receive are unused (L109: the normalisation by duration is commented out).
 Spans are continuous seconds, no frame grid: open or closed ends make no difference.

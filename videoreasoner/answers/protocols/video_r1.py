@@ -27,8 +27,9 @@ reproduced quirks, by line:
   edit distance / max(1, reference words), clipped to [0, 1];
 - L102-106, L138-140: free-form scores the mean of ROUGE-1, -2 and -L F measures from rouge_score with
   its Porter stemmer (its tokenizer lower-cases and keeps only letters and digits), reference first;
-- L141-148: regression scores 1 − min(1, (|p − t| + 1e-9) / (|t| + 1e-9)); an unreadable number fails
-  at L146 and scores 0 through L151-153.
+- L141-148: regression scores 1 − min(1, max(0, (|p − t| + 1e-9) / (|t| + 1e-9))); an unreadable
+  number fails at L146 and scores 0 through L151-153; the answer "nan" reads as a float whose relative
+  error is NaN, max(0.0, NaN) is 0.0 (L147), and it scores the full reward 1.0.
 """
 from __future__ import annotations
 
