@@ -217,6 +217,7 @@ def run(cfg: EvalRun) -> dict[str, Any]:
                                                                        "decoding": decoding.to_dict()})
             results[name] = result
             mlrun.log_metrics({f"{name}/{k}": v for k, v in model_flat.items() if v is not None})
+            mlrun.log_metrics({f"{name}/protocol/{k}": v for k, v in protocol_numbers(result).items() if v is not None})
         metrics = {
             "models": results,
             "ladder_gains": ladder_gains(ev["models"], per_item, ev),
@@ -270,17 +271,20 @@ def write_outputs(out_dir: Path, metrics: dict[str, Any], curve_file: Path | Non
     write_report(out_dir / REPORT_FILE, metrics, curve)
 
 
+def protocol_numbers(result: dict[str, Any]) -> dict[str, float | None]:
+    """{"<protocol>/<metric>": official value as a fraction, "<protocol>/<metric>-strict": official −
+    strict} of one model's result: the flat side-by-side numbers of summary.json and MLflow."""
+    row: dict[str, float | None] = {}
+    for protocol, block in (result.get("protocols") or {}).items():
+        for label, c in block["vs_strict"].items():
+            row[f"{protocol}/{label}"] = c["official"]
+            row[f"{protocol}/{label}-strict"] = c["difference"]
+    return row
+
+
 def protocol_table(metrics: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """{model: {"<protocol>/<metric>": official value as a fraction, "<protocol>/<metric>-strict": the
-    difference to strict}}: the flat side-by-side numbers of summary.json."""
-    table: dict[str, dict[str, float | None]] = {}
-    for name, result in metrics["models"].items():
-        row = table.setdefault(name, {})
-        for protocol, block in (result.get("protocols") or {}).items():
-            for label, c in block["vs_strict"].items():
-                row[f"{protocol}/{label}"] = c["official"]
-                row[f"{protocol}/{label}-strict"] = c["difference"]
-    return table
+    """{model: protocol_numbers(model's result)}."""
+    return {name: protocol_numbers(result) for name, result in metrics["models"].items()}
 
 
 def main() -> int:

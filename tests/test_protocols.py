@@ -7,7 +7,7 @@ import pytest
 from tests.test_evaluate import MODELS, evaluated  # noqa: F401 - the fixture
 from tests.test_score import perfect_predictions, records
 from videoreasoner.answers.protocols import NAMES, PROTOCOLS, parse_names, score_protocols
-from videoreasoner.answers.protocols.base import run_protocol
+from videoreasoner.answers.protocols.base import MAX_PROTOCOL_CHARS, run_protocol
 from videoreasoner.answers.score import main, score_predictions
 from videoreasoner.core.atomic import write_jsonl
 from videoreasoner.core.schema import PROBLEM_TYPES
@@ -32,6 +32,15 @@ def test_other_types_are_skipped_and_counted_and_missing_predictions_scored_as_e
     assert items == [{"id": "tg-1", "problem_type": "temporal_grounding", "score": 0.0,
                       "details": {"span": None}, "error": "missing_prediction"}]
     assert result["protocol"] == "timezero" and result["settings"] == {}
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_overlong_completions_are_not_read(name):
+    rows = records()
+    by_id = {p["id"]: "1" * (MAX_PROTOCOL_CHARS + 1) for p in perfect_predictions(rows)}
+    result, items = run_protocol(PROTOCOLS[name], rows, by_id)
+    assert result["failures"]["by_error"] == {"too_long": result["n_scored"]}
+    assert all(i["score"] == 0.0 for i in items)
 
 
 def test_settings_are_checked_and_recorded():

@@ -15,6 +15,11 @@ Result of `run_protocol` (JSON-able; one per protocol in metrics files):
      "metrics": {...},                                      # official names and official units
      "vs_strict": {label: {"official_metric", "official", "strict_metric", "strict", "difference"}}}
 
+Not official, ours: a completion longer than MAX_PROTOCOL_CHARS is not read (score 0, failure
+"too_long"). Several official parsers use regexes that take quadratic time on long digit runs
+(lmms-eval's range pattern: 3 s for 8,000 digits here), and real completions are far shorter (lmms-eval
+generates at most 50 tokens for Charades-STA, Video-R1 at most 1,024).
+
 `vs_strict` puts each comparable official number, scaled to a fraction in [0, 1] (lmms-eval reports
 percentages), beside the strict metric of the same items (a path into
 videoreasoner.answers.metrics.aggregate's output) and their difference (official − strict); None where
@@ -30,6 +35,7 @@ from typing import Any
 from videoreasoner.core.schema import RecordError
 
 MISSING = "missing_prediction"
+MAX_PROTOCOL_CHARS = 16384
 
 
 @dataclass(frozen=True)
@@ -131,13 +137,15 @@ def run_protocol(protocol: Protocol, records: list[dict], by_id: dict[str, str],
             continue
         text = by_id.get(rid)
         missing += text is None
-        try:
-            verdict = protocol.score_item(record, text or "", used)
+        too_long = text is not None and len(text) > MAX_PROTOCOL_CHARS
+        try:  # a text not read is scored as the empty answer, for the details its summary reads
+            verdict = protocol.score_item(record, "" if too_long else text or "", used)
         except (KeyError, TypeError, ValueError) as exc:  # the ground truth, never the prediction
             raise RecordError(f"{where}: record {rid}", "answer",
                               f"protocol {protocol.name} cannot read it: {exc}") from None
-        items.append({"id": rid, "problem_type": ptype, "score": float(verdict.score),
-                      "details": dict(verdict.details), "error": MISSING if text is None else verdict.error})
+        error = MISSING if text is None else "too_long" if too_long else verdict.error
+        items.append({"id": rid, "problem_type": ptype, "score": 0.0 if too_long else float(verdict.score),
+                      "details": dict(verdict.details), "error": error})
     official = protocol.summarize(items, used) if items else {}
     failures = Counter(i["error"] for i in items if i["error"] and i["error"] != MISSING)
     result = {
