@@ -1,5 +1,7 @@
 """vstar: cases worked out by hand from V-STaR's eval.py and inference_demo.py (line numbers in the
 protocol's docstring)."""
+import math
+
 import pytest
 
 from videoreasoner.answers.protocols.vstar import (
@@ -91,4 +93,4 @@ def test_items_and_summary():
     assert out["LGM"] is None and "official_crash" in out["LGM_note"]      # ln(1 - 1) raises there
     rows[0]["details"]["acc"] = 0.5
     assert PROTOCOL.summarize(rows, {"vqa": "strict"})["LGM"] == pytest.approx(
-        -(2 * __import__("math").log(0.5) + __import__("math").log(0.75)) / 3)
+        -(2 * math.log(0.5) + math.log(0.75)) / 3)
