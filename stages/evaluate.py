@@ -9,6 +9,10 @@ the rung before it in `ladder_gains`, and every setting used),
 summary.json (flat headline numbers: the DVC metrics file), ladder.csv (DVC plot) and report.html.
 Scores come from videoreasoner.answers.score.score_predictions only, so `vr score --split reports/eval/items.jsonl
 --predictions reports/eval/predictions/rl.jsonl --out DIR` reproduces them (same seed, n_boot 1000).
+Each model's answers with the video are also scored under every protocol of params eval.protocols
+(videoreasoner/answers/protocols/), from the predictions file just written: metrics.json holds each
+result under models.<model>.protocols.<name> (its settings, skipped types, official numbers and
+difference to strict), and `vr score ... --protocol NAME` reproduces it.
 Run: `python -m stages.evaluate`.
 """
 from __future__ import annotations
@@ -40,6 +44,7 @@ from videoreasoner.core.paths import (
     TTS_REPORTS,
     split_file,
 )
+from videoreasoner.answers.protocols import parse_names, score_protocols, strict_settings
 from videoreasoner.answers.score import score_predictions
 from videoreasoner.data.selection import select_records, subset
 from videoreasoner.core.tracking import stage_run
@@ -70,6 +75,9 @@ DEFAULTS: dict[str, Any] = {
     "models": ["base", "sft", "rl", "rl_tts"], "max_items_per_type": 24, "controls": ["blank", "shuffled"],
     "constant": {"max_candidates": 24, "max_records": 300}, "decoding": {"max_new_tokens": 192},
     "batch_size": 96, "torch_threads": 2, "seed": 0, "n_boot": 1000, "backend": "hf",
+    "protocols": ["strict", "lmms_eval_charades", "video_r1", "video_r1_reward", "vstar", "timezero",
+                  "videochat_r1", "tubedetr_hcstvg", "cgstvg_hcstvg"],
+    "protocol_settings": {},
 }
 
 EVAL_SECTION = SectionDefaults("eval", DEFAULTS)
@@ -79,6 +87,12 @@ def settings(params: dict[str, Any] | None) -> dict[str, Any]:
     out = EVAL_SECTION.read(params)
     if bad := [m for m in out["models"] if m not in MODEL_DIRS]:
         raise ValueError(f"params eval.models: unknown {bad[0]!r} (known: {list(MODEL_DIRS)})")
+    try:
+        out["protocols"] = parse_names(out["protocols"])
+    except ValueError as exc:
+        raise ValueError(f"params eval.protocols: {exc}") from None
+    if bad := [n for n in out["protocol_settings"] if n not in out["protocols"]]:
+        raise ValueError(f"params eval.protocol_settings: {bad[0]!r} is not in eval.protocols")
     return out
 
 
@@ -146,6 +160,9 @@ def evaluate_model(name: str, engine: Engine, answer, records: list[dict], ev: d
         metrics, per_item = _score(records, predictions, file, ev)
         if condition == "video" and items is not None:  # per-item rows with the video: the paired ladder gains
             items[name] = per_item
+        if condition == "video":  # the official protocols, from the predictions file just written
+            out["protocols"] = {p: result for p, (result, _) in score_protocols(
+                ev["protocols"], records, predictions, metrics, ev["protocol_settings"], where=str(file)).items()}
         block = {"metrics": metrics, "predictions": str(file),
                  "cost": {"tokens_per_item": sum(a.tokens for a in answers) / len(records),
                           "seconds_per_item": seconds / len(records),
@@ -200,6 +217,7 @@ def run(cfg: EvalRun) -> dict[str, Any]:
                                                                        "decoding": decoding.to_dict()})
             results[name] = result
             mlrun.log_metrics({f"{name}/{k}": v for k, v in model_flat.items() if v is not None})
+            mlrun.log_metrics({f"{name}/protocol/{k}": v for k, v in protocol_numbers(result).items() if v is not None})
         metrics = {
             "models": results,
             "ladder_gains": ladder_gains(ev["models"], per_item, ev),
@@ -215,8 +233,11 @@ def run(cfg: EvalRun) -> dict[str, Any]:
                                    "test_file": str(cfg.test_file)},
                          "seed": ev["seed"], "n_boot": ev["n_boot"], "backend": ev["backend"],
                          "dtype": cfg.compute.get("dtype", "float32"), "strict_answers": True,
+                         "protocols": {"names": ev["protocols"], "strict": strict_settings(),
+                                       "settings": ev["protocol_settings"]},
                          "rescore": f"vr score --split {out_dir / ITEMS_FILE} --predictions "
-                                    f"{pred_dir}/<model>.jsonl --out <dir> --seed {ev['seed']}"},
+                                    f"{pred_dir}/<model>.jsonl --out <dir> --seed {ev['seed']}"
+                                    + "".join(f" --protocol {p}" for p in ev["protocols"] if p != "strict")},
         }
         mlrun.log_metrics({f"gain/{k}": g["value"] for k, g in metrics["ladder_gains"].items()
                            if g["value"] is not None})
@@ -237,6 +258,7 @@ def write_outputs(out_dir: Path, metrics: dict[str, Any], curve_file: Path | Non
         summary[name] = flat(result["metrics"])
         for control, block in result["controls"].items():
             summary[f"{name}_{control}"] = flat(block["metrics"])
+    summary["protocols"] = protocol_table(metrics)
     write_json(out_dir / SUMMARY_FILE, summary)
     with atomic_path(out_dir / LADDER_FILE) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=["model", *LADDER_METRICS])
@@ -247,6 +269,22 @@ def write_outputs(out_dir: Path, metrics: dict[str, Any], curve_file: Path | Non
                              **{k: "" if values.get(k) is None else round(values[k], 6) for k in LADDER_METRICS}})
     curve = read_curve(curve_file) if curve_file and Path(curve_file).is_file() else None
     write_report(out_dir / REPORT_FILE, metrics, curve)
+
+
+def protocol_numbers(result: dict[str, Any]) -> dict[str, float | None]:
+    """{"<protocol>/<metric>": official value as a fraction, "<protocol>/<metric>-strict": official −
+    strict} of one model's result: the flat side-by-side numbers of summary.json and MLflow."""
+    row: dict[str, float | None] = {}
+    for protocol, block in (result.get("protocols") or {}).items():
+        for label, c in block["vs_strict"].items():
+            row[f"{protocol}/{label}"] = c["official"]
+            row[f"{protocol}/{label}-strict"] = c["difference"]
+    return row
+
+
+def protocol_table(metrics: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """{model: protocol_numbers(model's result)}."""
+    return {name: protocol_numbers(result) for name, result in metrics["models"].items()}
 
 
 def main() -> int:

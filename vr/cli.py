@@ -11,7 +11,9 @@ command line and `dvc repro` run exactly the same code with the same params.yaml
                                        registration and gated promotion
   vr registry list|register|promote V|rollback [--to V]
   vr servers mlflow [--auth] | prefect-ui | serve [--deployment nightly]
-  vr score --split S --predictions P --out DIR   score any model's predictions with our metrics
+  vr score --split S --predictions P --out DIR [--protocol NAME ...]
+                                       score any model's predictions with our metrics (strict), and
+                                       as each named official evaluator does
 
 Every command returns its stage's exit code (0 only on success), so shells, CI and `vr` inside scripts
 see a failed data gate or a failed flow as a failure.

@@ -5,6 +5,12 @@ model text); writes <out>/metrics.json (videoreasoner.answers.metrics.aggregate 
 <out>/per_item.jsonl, atomically. Run: `vr score --split data/validated/test.jsonl --predictions p.jsonl
 --out reports/score/` (add `--baseline other.jsonl` for the paired AM gain over another model's predictions).
 
+Protocols: `--protocol NAME` (repeatable, or a comma list; names in
+videoreasoner/answers/protocols/__init__.py) also scores the file as that official evaluator does,
+writing <out>/metrics.<NAME>.json (the protocol's numbers, its settings, the items it skipped and its
+difference to strict) and <out>/per_item.<NAME>.jsonl. metrics.json is always strict's (the default);
+it names its protocol and settings, and lists each other protocol's file and difference to strict.
+
 Id policy: a split id without a prediction is scored 0 (error "missing_prediction") and stays in every
 denominator; the coverage block counts and lists them. Duplicate prediction ids (which one counts?)
 and prediction ids absent from the split (most likely the wrong split or file) raise ScoreInputError
@@ -20,6 +26,7 @@ from typing import Any
 
 from videoreasoner.core.atomic import read_jsonl, write_json, write_jsonl
 from videoreasoner.answers.metrics import aggregate, item_result, paired_difference
+from videoreasoner.answers.protocols import STRICT, parse_names, score_protocols, strict_settings
 from videoreasoner.core.schema import RecordError
 from videoreasoner.answers.verifiers import verify
 
@@ -90,13 +97,15 @@ def score_predictions(records: list[dict], predictions: list[dict], seed: int = 
         log.warning("%d of %d split ids have no prediction (scored 0): %s",
                     len(missing), len(records), _listed(missing))
     metrics = aggregate(per_item, seed=seed, n_boot=n_boot)
+    metrics["protocol"], metrics["protocol_settings"] = STRICT, strict_settings(strict, fps)
     metrics["coverage"] = {"n_records": len(records), "n_predictions": len(by_id),
                            "n_missing": len(missing), "missing_ids": missing[:MAX_LISTED_IDS]}
     return metrics, per_item
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: --split PATH --predictions PATH --out DIR [--seed N] [--fps F] [--lenient]."""
+    """Command line: --split PATH --predictions PATH --out DIR [--seed N] [--fps F] [--lenient]
+    [--protocol NAME ...] [--baseline PATH]."""
     parser = argparse.ArgumentParser(prog="vr score", description=__doc__.splitlines()[0])
     parser.add_argument("--split", required=True, type=Path, help="validated split JSONL")
     parser.add_argument("--predictions", required=True, type=Path, help='JSONL rows {"id", "prediction"}')
@@ -107,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another model's predictions on the same split: metrics.json then holds "
                              "paired_gain, this file's AM minus the baseline's with a paired 95 %% interval")
+    parser.add_argument("--protocol", action="append", default=[], metavar="NAME",
+                        help="also score as this official evaluator does (repeatable or a comma list); "
+                             "strict is always scored")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -120,9 +132,20 @@ def main(argv: list[str] | None = None) -> int:
                                               split_where=str(args.split))
             metrics["paired_gain"] = {"baseline": str(args.baseline),
                                       "AM": paired_difference(base_items, per_item, args.seed)}
+        protocols = score_protocols(parse_names(args.protocol), records, predictions, metrics,
+                                    where=str(args.split))
     except (ValueError, OSError) as exc:  # ScoreInputError, RecordError, bad JSONL, missing file
         log.error("%s", exc)
         return 1
+    for name, (result, rows) in protocols.items():
+        write_jsonl(args.out / f"per_item.{name}.jsonl", rows)
+        write_json(args.out / f"metrics.{name}.json", result)
+        log.info("%s: scored %d items, skipped %d of other types %s, %d the official code rejects",
+                 name, result["n_scored"], result["skipped"]["n"], result["skipped"]["by_type"] or "",
+                 result["failures"]["n"])
+    if protocols:
+        metrics["protocols"] = {name: {"file": f"metrics.{name}.json", "vs_strict": result["vs_strict"]}
+                                for name, (result, _) in protocols.items()}
     write_jsonl(args.out / PER_ITEM_FILE, per_item)
     write_json(args.out / METRICS_FILE, metrics)
     summary = metrics["overall"]["score"]

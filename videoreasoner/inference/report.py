@@ -1,7 +1,9 @@
 """The evaluation report: one self-contained HTML file (tables, and matplotlib figures embedded as
 base64 PNG data), readable offline, with no external URL anywhere.
 
-Sections: settings; the headline metrics per model with 95 % bootstrap intervals; the ladder
+Sections: settings; the headline metrics per model with 95 % bootstrap intervals; strict beside each
+official protocol (models.<model>.protocols in metrics.json: official value, strict value, difference,
+items scored, skipped and rejected by the official code); the ladder
 base → sft → rl → rl + policy per problem type; the video-blind controls and each model's gap to them
 (its use of the video); the TTS cost/accuracy curve with the chosen operating point marked. Values are
 fractions in [0, 1] shown as percentages.
@@ -118,6 +120,21 @@ def _signed(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:+.1f}"
 
 
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def _protocol_rows(models: dict[str, Any]) -> list[list[str]]:
+    """One row per model, protocol and compared metric."""
+    rows = []
+    for r in models.values():
+        for name, block in (r.get("protocols") or {}).items():
+            for label, c in block["vs_strict"].items():
+                rows.append([r["label"], name, label, _num(c["strict"]), _num(c["official"]), _signed(c["difference"]),
+                             str(block["n_scored"]), str(block["skipped"]["n"]), str(block["failures"]["n"])])
+    return rows
+
+
 def build_report(metrics: dict[str, Any], curve: list[dict[str, Any]] | None = None) -> str:
     """The report's HTML text."""
     models, settings = metrics["models"], metrics["settings"]
@@ -137,6 +154,14 @@ def build_report(metrics: dict[str, Any], curve: list[dict[str, Any]] | None = N
                             ["step", "AM gain", "95 % interval"],
                             [[step, _signed(g.get("value")), "–" if not g.get("ci95") else
                               f"[{_signed(g['ci95'][0])}, {_signed(g['ci95'][1])}]"] for step, g in gains.items()]))
+    if protocol_rows := _protocol_rows(models):
+        parts.append("<h2>Strict and official protocols</h2><p class='note'>The same predictions scored as each "
+                     "official evaluator does (parsing and quirks included; videoreasoner/answers/protocols/), "
+                     "beside strict on the same items. Official values as fractions here; difference = official "
+                     "− strict, in points. Skipped: items of types the official evaluator does not cover; "
+                     "rejected: items its code fails on.</p>"
+                     + _table("Strict vs official", ["model", "protocol", "metric", "strict", "official",
+                                                     "difference", "scored", "skipped", "rejected"], protocol_rows))
     parts.append("<h2>Ladder per problem type</h2>" + ladder_figure(metrics))
     types = sorted({t for r in models.values() for t in r["metrics"]["per_type"]})
     for t in types:
