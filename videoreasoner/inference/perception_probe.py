@@ -65,7 +65,7 @@ def summarise(records: Sequence[dict], video: Sequence[float], blank: Sequence[f
         gap_ci = _interval(v - b, seed, f"{task}/gap", n_boot)
         target = (gates.get("targets") or {}).get(task)
         gated = task != "caption_line"
-        passed = bool(gap_ci[0] > float(gates.get("min_gap", 0.0))) and (target is None or v.mean() >= target)
+        passed = bool(gap_ci[0] > float(gates.get("min_gap", 0.0)) and (target is None or v.mean() >= target))
         out[task] = {
             "measure": TASK_MEASURES[task], "n": int(len(idx)),
             "video": round(float(v.mean()), 4), "video_ci95": _interval(v, seed, f"{task}/video", n_boot),
