@@ -1,6 +1,8 @@
 """`bootstrap` stage: the base model every later stage starts from, in models/base/.
 
-`model.base: tiny` (the CPU default): train a BPE tokenizer on the train split's text, build a small
+`model.base` is the shipped pretrained tiny base by default (pretrained/tiny-video-base, written by the
+pretrain stage): a local path, loaded with the one loader like a hub id, after its files are checked
+against its manifest. `model.base: tiny`: train a BPE tokenizer on the train split's text, build a small
 Qwen2.5-VL and the standard processor, then run a short perception alignment (direct answers to the
 train split's perception items) with the sft stage's training code (videoreasoner/training/sft_trainer.py).
 Any other value is a hub id or a local path: nothing is built; the model is loaded with the one loader
@@ -21,6 +23,7 @@ from videoreasoner.core.params import check_keys
 from videoreasoner.core.tracking import stage_run, trainer_callback
 from videoreasoner.data.selection import select_records
 from videoreasoner.core.paths import BOOTSTRAP_REPORT, CHECKPOINTS, MODELS_BASE
+from videoreasoner.training.base_manifest import MANIFEST, check_files, read_manifest
 from videoreasoner.training.checkpoints import file_digest, fingerprint, finish_checkpoints
 from videoreasoner.training.launch import ComputeConfig
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor, save_pointer
@@ -75,14 +78,22 @@ def run(cfg: BootstrapRun) -> dict[str, Any]:
 
 
 def _resolve_real(base: str, dtype: str, copy: bool, out_dir: Path) -> dict[str, Any]:
-    """A hub id or local path: check it loads, then save a copy (or a pointer when copy=False)."""
+    """A hub id or local path: check it loads, then save a copy (or a pointer when copy=False). A base
+    written by the pretrain stage (the shipped default) must match its manifest's file hashes."""
+    shipped = (Path(base) / MANIFEST).is_file()
+    if shipped:
+        check_files(base)
     model, processor = load_model_and_processor(base, dtype)
     n_params = sum(p.numel() for p in model.parameters())
     if copy:
         save_model_and_processor(model, processor, out_dir, extra_files={"bootstrap.json": {"source": base}})
     else:
         save_pointer(base, out_dir)
-    return {"base": base, "parameters": n_params, "copied": copy}
+    summary = {"base": base, "parameters": n_params, "copied": copy}
+    if shipped:
+        manifest = read_manifest(base)
+        summary.update({"manifest_params": manifest["params"]["digest"][:16], "pretrain_commit": manifest["git_commit"]})
+    return summary
 
 
 def _build_tiny(cfg: BootstrapRun, mlrun) -> dict[str, Any]:
