@@ -62,3 +62,13 @@ def test_sharegpt_option_lines_follow_the_rule(tmp_path):
     path = write(tmp_path, "sg/data.json", json.dumps(items))
     (rec,), _ = load(tmp_path, name="sg", format="sharegpt", path=path, problem_type="multiple_choice")
     assert rec["question"] == "Which colour?" and rec["options"] == ["red", "blue"] and rec["answer"] == "B"
+
+
+def test_synthetic_rows_strip_prefixes_and_keep_bare_options_as_written(tmp_path):
+    row = {"id": "s1", "video": "v.mp4", "duration": 2.0, "problem_type": "multiple_choice", "question": "Which?",
+           "answer": "A", "split": "train", "source": "synthetic-world/v1"}
+    lines = [{**row, "options": ["A. a rabbit", "B. a dog"]}, {**row, "id": "s2", "options": ["red ", "blue"]}]
+    path = write(tmp_path, "syn/annotations.jsonl", "".join(json.dumps(r) + "\n" for r in lines))
+    recs, entry = load(tmp_path, name="syn", format="synthetic", path=path, split=None)
+    assert [r["options"] for r in recs] == [["a rabbit", "a dog"], ["red ", "blue"]]
+    assert entry["counters"] == {"stripped_option_prefixes": 1}
