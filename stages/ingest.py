@@ -10,7 +10,8 @@ params.yaml, section `data` (other keys of the section, e.g. the generator's, ar
       sources:
         - name: synthetic              # unique; id prefix ("synthetic:<id>") and record `source`
                                        # (synthetic rows keep the generator's source unless `version` is set)
-          format: synthetic            # synthetic | video_r1 | sharegpt | charades_sta | hcstvg
+          format: synthetic            # synthetic | records | video_r1 | sharegpt | charades_sta | hcstvg
+                                       # | mvbench | videomme | vstar (videoreasoner/data/importers/)
           path: data/raw/synthetic/annotations.jsonl
         - name: charades_sta
           format: charades_sta
@@ -26,7 +27,7 @@ params.yaml, section `data` (other keys of the section, e.g. the generator's, ar
 
 Splits: a fixed `split`; else `split_fractions`, drawn from a hash of the video path relative to the
 source's `video_root` (never an absolute path: moving a dataset keeps its splits; a video never lands
-in two splits); else (synthetic only) the row's own split. Video paths never leave `video_root`: an
+in two splits); else (synthetic and records only) the row's own split. Video paths never leave `video_root`: an
 annotation naming `../x.mp4` (or an absolute path outside it) stops the stage. Record `video` paths are
 relative to the workspace root (absolute where `video_root` is absolute; a relative `video_root` must
 stay inside the workspace).
@@ -48,7 +49,7 @@ from tqdm import tqdm
 
 import videoreasoner.core.telemetry  # noqa: F401  (telemetry opt-outs before any tool is imported)
 from videoreasoner.core.atomic import write_json, write_jsonl
-from videoreasoner.data.importers import IMPORTERS, OPTIONS
+from videoreasoner.data.importers import IMPORTERS, OPTIONS, OWN_SPLIT
 from videoreasoner.data.importers.common import raise_noted
 from videoreasoner.core.params import SectionDefaults, section
 from videoreasoner.core.paths import INGEST_REPORT, INTERIM_RECORDS, PARAMS_FILE
@@ -126,7 +127,7 @@ def normalise_entry(index: int, raw: Any, root: Path, defaults: dict | None = No
         raise RecordError(where, "split", f"expected one of {', '.join(SPLITS)}, got {raw['split']!r}")
     if raw.get("split_fractions") is not None:
         entry["split_fractions"] = _split_fractions(raw["split_fractions"], where)
-    elif raw.get("split") is None and fmt != "synthetic":
+    elif raw.get("split") is None and fmt not in OWN_SPLIT:
         raise RecordError(where, "split", "give split (train|val|test) or split_fractions")
     return entry
 

@@ -80,7 +80,7 @@ def test_video_r1_happy_path(tmp_path):
 
 @pytest.mark.parametrize("change, field, problem", [
     ({"solution": "B"}, "solution", "no <answer> tag"),
-    ({"options": ["A. red", "C. blue"]}, "options", "expected B"),
+    ({"options": ["A. red", "C. blue"]}, "options[1]", "is option B"),
     ({"problem_type": "ranking"}, "problem_type", "unknown problem type"),
     ({"solution": "<answer>D</answer>"}, "solution", "not one of the option letters"),
     ({"path": "./videos/missing.mp4"}, "path", "does not exist"),
@@ -274,6 +274,11 @@ def _escaping_source(root: Path, fmt: str, video: str) -> dict:
         "charades_sta": ("ds/sta.txt", f"{video.removesuffix('.mp4')} 0.0 1.0##someone waves.\n"),
         "hcstvg": ("ds/anno.json", {video: {"English": "x", "st_frame": 1, "bbox": [[1, 1, 4, 4]]}}),
         "synthetic": ("ds/annotations.jsonl", json.dumps({**synthetic_row(0), "video": video}) + "\n"),
+        "records": ("ds/records.jsonl", json.dumps({**synthetic_row(0), "video": video}) + "\n"),
+        "mvbench": ("ds/task.json", [{"video": video, "question": "q", "candidates": ["a", "b"], "answer": "a"}]),
+        "videomme": ("ds/rows.json", [{"videoID": video.removesuffix(".mp4"), "question_id": "1-1", "question": "q",
+                                       "options": ["A. a", "B. b"], "answer": "A"}]),
+        "vstar": ("ds/vstar.json", [{"vid": video.removesuffix(".mp4")}]),
     }
     path, content = files[fmt]
     return {"name": "ds", "format": fmt, "path": write(root, path, content)}

@@ -21,13 +21,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 from videoreasoner.answers.parse import parse_number
-from videoreasoner.core.schema import SPLITS, Record, RecordError, make_record, option_letter
+from videoreasoner.core.schema import SPLITS, Record, RecordError, make_record
+from videoreasoner.data.importers.option_prefixes import strip_option_prefixes
 from videoreasoner.video.decoding import VideoError, VideoInfo, probe_cached
 
 TIME_DECIMALS = 3  # seconds are rounded to the millisecond
+BOX_DECIMALS = 4  # normalised box coordinates: 0.0001 of the frame side
+BOX_FORMATS = ("xywh", "xyxy")
 _THINK = re.compile(r"<think>(.*?)</think>", re.S)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
-OPTION_LINE = re.compile(r"\s*\(?([A-Z])\s*[.):]\s*(.*\S)\s*", re.S)
 _LETTER_ANSWER = re.compile(r"\(?([A-Z])\)?(?:\s*[.):]\s*.*)?", re.S)
 
 
@@ -116,6 +118,22 @@ def seconds(t: float) -> float:
     return round(float(t), TIME_DECIMALS)
 
 
+def pixel_box(raw: object, fmt: str, size: tuple[float, float], where: str, field: str) -> list[float]:
+    """One box in pixels (`fmt` "xywh": [x, y, w, h]; "xyxy": [x1, y1, x2, y2]) of a frame `size` =
+    (width, height) -> [x1, y1, x2, y2] normalised to [0, 1], clipped to the frame; an empty box is an error."""
+    if not isinstance(raw, list) or len(raw) != 4:
+        raise RecordError(where, field, f"expected four numbers, got {raw!r}")
+    a, b, c, d = (number(v, where, field) for v in raw)
+    x1, y1, x2, y2 = (a, b, a + c, b + d) if fmt == "xywh" else (a, b, c, d)
+    w, h = size
+    box = [min(max(x1 / w, 0.0), 1.0), min(max(y1 / h, 0.0), 1.0),
+           min(max(x2 / w, 0.0), 1.0), min(max(y2 / h, 0.0), 1.0)]
+    box = [round(v, BOX_DECIMALS) for v in box]
+    if not (box[0] < box[2] and box[1] < box[3]):
+        raise RecordError(where, field, f"empty box after clipping to the frame: {raw!r} ({fmt})")
+    return box
+
+
 def split_tags(text: str) -> tuple[str | None, str | None]:
     """(reasoning inside <think>, answer inside <answer>), each stripped, None where the tag is absent."""
     think, answer = _THINK.search(text), _ANSWER.search(text)
@@ -123,19 +141,9 @@ def split_tags(text: str) -> tuple[str | None, str | None]:
 
 
 def parse_options(options: Any, where: str, field: str = "options") -> list[str]:
-    """["A. red", "B. blue"] -> ["red", "blue"]; letters must run A, B, C, … in order."""
-    if not isinstance(options, list) or len(options) < 2:
-        raise RecordError(where, field, "expected a list of at least two options")
-    texts = []
-    for i, option in enumerate(options):
-        match = OPTION_LINE.fullmatch(option) if isinstance(option, str) else None
-        if not match:
-            raise RecordError(where, field, f"option {i} is not 'X. text': {option!r}")
-        if match.group(1) != option_letter(i):
-            raise RecordError(where, field, f"option {i} has letter {match.group(1)}, "
-                                            f"expected {option_letter(i)} (letters must be in order)")
-        texts.append(match.group(2))
-    return texts
+    """["A. red", "B. blue"] -> ["red", "blue"]: options that must carry their letters, A, B, C, … in
+    order (the rule of videoreasoner/data/importers/option_prefixes.py, required)."""
+    return strip_option_prefixes(options, where, field, required=True)[0]
 
 
 def typed_answer(problem_type: str, text: str, options: list[str] | None, where: str, field: str) -> str:

@@ -19,13 +19,11 @@ from collections.abc import Iterator
 from pathlib import PurePath
 from typing import Any
 
-from videoreasoner.data.importers.common import (each_entry, json_items, load_json, number, probe_video, record,
-                                                 seconds, video_ref)
+from videoreasoner.data.importers.common import (BOX_FORMATS, each_entry, json_items, load_json, number, pixel_box,
+                                                 probe_video, record, seconds, video_ref)
 from videoreasoner.core.schema import Record, RecordError
 
 QUESTION = "When and where in the video does the following happen: '{sentence}'?"
-BOX_FORMATS = ("xywh", "xyxy")
-BOX_DECIMALS = 4
 
 
 def _caption(item: dict, where: str) -> str:
@@ -50,21 +48,6 @@ def _frame_size(item: dict, where: str, probed: tuple[int, int]) -> tuple[float,
     if min(size) <= 0:
         raise RecordError(where, "width", f"frame size must be positive, got {size}")
     return size
-
-
-def _box(raw: object, fmt: str, size: tuple[float, float], where: str, field: str) -> list[float]:
-    """One pixel box → normalised [x1, y1, x2, y2], clipped to the frame."""
-    if not isinstance(raw, list) or len(raw) != 4:
-        raise RecordError(where, field, f"expected four numbers, got {raw!r}")
-    a, b, c, d = (number(v, where, field) for v in raw)
-    x1, y1, x2, y2 = (a, b, a + c, b + d) if fmt == "xywh" else (a, b, c, d)
-    w, h = size
-    box = [min(max(x1 / w, 0.0), 1.0), min(max(y1 / h, 0.0), 1.0),
-           min(max(x2 / w, 0.0), 1.0), min(max(y2 / h, 0.0), 1.0)]
-    box = [round(v, BOX_DECIMALS) for v in box]
-    if not (box[0] < box[2] and box[1] < box[3]):
-        raise RecordError(where, field, f"empty box after clipping to the frame: {raw!r} ({fmt})")
-    return box
 
 
 def load(entry: dict) -> Iterator[Record]:
@@ -101,7 +84,7 @@ def _item(entry: dict, fmt: str, base: int, ext: str, where: str, key: Any, item
         raise RecordError(where, "st_frame", f"tube ends at frame {last}, the video has "
                                              f"{info.n_frames} frames")
     size = _frame_size(item, where, (info.width, info.height))
-    boxes = {str(seconds((first + i) / info.fps)): _box(raw, fmt, size, where, f"bbox[{i}]")
+    boxes = {str(seconds((first + i) / info.fps)): pixel_box(raw, fmt, size, where, f"bbox[{i}]")
              for i, raw in enumerate(raw_boxes)}
     span = [seconds(first / info.fps), min(seconds((last + 1) / info.fps), info.duration)]
     native_id = PurePath(name).stem if isinstance(key, str) else key

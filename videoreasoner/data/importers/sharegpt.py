@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from videoreasoner.data.importers.common import (OPTION_LINE, each_entry, json_items, load_json, parse_options,
-                                                 probe_video, record, split_tags, typed_answer, video_ref)
+from videoreasoner.data.importers.common import (each_entry, json_items, load_json, parse_options, probe_video,
+                                                 record, split_tags, typed_answer, video_ref)
+from videoreasoner.data.importers.option_prefixes import prefix_letter
 from videoreasoner.core.schema import Record, RecordError
 
 PROBLEM_TYPES = ("free_form", "ocr", "numerical", "regression", "multiple_choice")
@@ -45,10 +46,10 @@ def _turns(item: dict, where: str) -> tuple[str, str, str]:
 
 
 def _split_options(question: str, where: str, field: str) -> tuple[str, list[str]]:
-    """Trailing "A. …" lines of the question become the options."""
+    """Trailing "A. …" lines of the question become the options (prefix rule: option_prefixes.py)."""
     lines = question.splitlines()
     n = len(lines)
-    while n > 0 and OPTION_LINE.fullmatch(lines[n - 1]):
+    while n > 0 and prefix_letter(lines[n - 1], required=True) is not None:
         n -= 1
     return "\n".join(lines[:n]).strip(), parse_options(lines[n:], where, field)
 
