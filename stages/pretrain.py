@@ -97,7 +97,7 @@ def run(cfg: PretrainRun) -> dict[str, Any]:
     params = dict(cfg.pretrain or {})  # TRL's parser names any unknown key
     own = {k: params[k] for k in OWN_KEYS if k in params}
     trl_params = {k: v for k, v in params.items() if k not in OWN_KEYS}
-    t0 = time.perf_counter()
+    t0, commit = time.perf_counter(), _git_commit()  # the code that trains, not whatever HEAD is at the end
     video_cfg, world = VideoConfig.from_params(cfg.video), WorldConfig.from_params(cfg.world)
     tiny_cfg = TinyConfig.from_params(cfg.tiny)
     records = read_jsonl(cfg.train_file)
@@ -125,7 +125,7 @@ def run(cfg: PretrainRun) -> dict[str, Any]:
             val = select_records(read_jsonl(cfg.val_file), "perception")[:own.get("probe_items") or None]
             perception_result = probe(engine, val, gates=own.get("gates"), seed=int(params.get("seed", 0)))
             manifest = {
-                "format": 1, "command": COMMAND, "git_commit": _git_commit(),
+                "format": 1, "command": COMMAND, "git_commit": commit,
                 "data": {"train_records": records_digest(perception), "n_train_records": len(perception),
                          "val_records": records_digest(val), "n_val_records": len(val)},
                 "params": {"digest": params_digest(_params_sections(cfg)), "sections": _params_sections(cfg)},
