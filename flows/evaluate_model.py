@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 
 from videoreasoner.core import telemetry  # noqa: F401
+from mlflow.exceptions import MlflowException
+
 from flows.cli_logging import cli_logging
 from flows.model_source import resolve
 from stages.evaluate import EvalRun, run
@@ -63,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"vr evaluate: {exc}", file=sys.stderr)
         return 2
+    except MlflowException as exc:  # e.g. no such registered model or alias
+        print(f"vr evaluate: {exc.message}", file=sys.stderr)
+        return 1
     name = metrics["headline_model"]
     log.info("%s: AM %s on %d items; per source: %s; report: %s", args.model, metrics["headline"].get("AM"),
              metrics["settings"]["items"]["n"],

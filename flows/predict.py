@@ -27,10 +27,9 @@ from videoreasoner.core import telemetry  # noqa: F401
 from flows.cli_logging import cli_logging
 from flows.model_source import LocalModel, resolve
 from flows.pyfunc_requests import RequestError, answer_row, to_records
+from videoreasoner.core.schema import PROBLEM_TYPES
 
 log = logging.getLogger("flows.predict")
-PROBLEM_TYPES = ("multiple_choice", "numerical", "free_form", "ocr", "regression", "temporal_grounding",
-                 "spatial_grounding", "spatio_temporal_grounding")
 
 
 def default_model_uri(rules_file: str | Path = "mlflow/registry.yaml") -> str:
@@ -91,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                "problem_type": args.problem_type or ("multiple_choice" if args.options else "free_form"),
                **({"options": args.options} if args.options else {})}
     roots = [Path(os.path.realpath(video)).parent]
-    uri = args.model or default_model_uri()
     try:
+        uri = args.model or default_model_uri()
         with tempfile.TemporaryDirectory(prefix="vr-predict-") as download:  # a registered model's copy
             local = resolve(uri, download_to=download)
             row = (pyfunc_answer if local.pyfunc_dir else checkpoint_answer)(local, request, roots)

@@ -98,6 +98,7 @@ def test_vr_evaluate_scores_a_registered_model_on_the_chosen_sources(workspace):
     assert set(metrics["models"]["rl"]["by_source"]) == {r["source"] for r in read_jsonl(workspace / "eval-champion/items.jsonl")}
     assert "mc_accuracy" in metrics["models"]["rl_tts"]  # the flat names the registry gates read
     assert not (workspace / "reports/eval").exists()  # the pipeline's outputs are left alone
+    assert main(["--model", "models:/no-such-model@champion", "--out", "eval-none"]) == 1
 
 
 def free_port() -> int:
