@@ -180,9 +180,8 @@ def evaluate_model(name: str, engine: Engine, answer, records: list[dict], ev: d
         metrics, per_item = _score(records, predictions, file, ev)
         if condition == "video" and items is not None:  # per-item rows with the video: the paired ladder gains
             items[name] = per_item
-        if condition == "video":
+        if condition == "video":  # per source; and the official protocols, from the predictions file just written
             out["by_source"] = score_by_source(records, per_item, ev["seed"], n_boot=ev["n_boot"])
-        if condition == "video":  # the official protocols, from the predictions file just written
             out["protocols"] = {p: result for p, (result, _) in score_protocols(
                 ev["protocols"], records, predictions, metrics, ev["protocol_settings"], where=str(file)).items()}
         block = {"metrics": metrics, "predictions": str(file),
