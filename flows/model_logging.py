@@ -27,10 +27,13 @@ def _signature():
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, Schema
 
-    inputs = Schema([ColSpec("string", "video"), ColSpec("string", "question"),
-                     ColSpec("string", "problem_type", required=False),
-                     ColSpec(Array("string"), "options", required=False)])
-    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("string")]))
+    # One of video (a path) and video_b64 (the file's bytes, base64) per request: flows/pyfunc_requests.py
+    # checks that; the outputs (answer rows whose `answer` is a letter, a number, a span, a box or a tube)
+    # have no MLflow column type, so no output schema is declared.
+    inputs = Schema([ColSpec("string", "video", required=False), ColSpec("string", "video_b64", required=False),
+                     ColSpec("string", "question"), ColSpec("string", "problem_type", required=False),
+                     ColSpec(Array("string"), "options", required=False), ColSpec("string", "id", required=False)])
+    return ModelSignature(inputs=inputs)
 
 
 def log_model_run(model_dir: str | Path, policy: str | Path, metrics: dict[str, float],

@@ -4,111 +4,86 @@ its processor and the test-time-scaling policy, exactly as the evaluate stage do
     model = mlflow.pyfunc.load_model("models:/video-reasoner@champion")
     model.predict({"video": "clip.mp4", "question": "What colour is the square?",
                    "problem_type": "multiple_choice", "options": ["red", "green", "blue"]})
-    -> ["<think>…</think><answer>B</answer>"]
+    -> [{"id": "request-0", "problem_type": "multiple_choice", "answer": "B",
+         "text": "<think>…</think><answer>B</answer>", "frame_times": [1.0, 3.0, 5.0, 7.0], "latency_s": 0.41}]
+
+One row per request (flows/pyfunc_requests.py `answer_row`): the parsed answer as the verifiers read it
+(None when unreadable), the raw text, the presentation times (seconds) of the frames the answer saw, and
+the wall seconds the request took. `vr predict` prints the same fields.
 
 Artifacts: `model` (save_pretrained folder: weights + processor), `policy` (reports/tts/policy.json),
 `settings` (the params.yaml sections the model was trained and evaluated with, e.g. `video`).
-Video paths are local file paths (absolute or relative to the current directory), confined to the
-allowed video roots, a model-config key the model is logged with (`MODEL_CONFIG`):
-`load_model(uri, model_config={"video_roots": ["/srv/videos"]})`, or for `mlflow models serve` the
-environment variable MLFLOW_PYFUNC_INFERENCE_CONFIG='{"video_roots": ["/srv/videos"]}' (MLflow's own
-override); unset (null), the current directory at load time. Symlinks are resolved before the check.
-A path outside the roots, a missing file and a directory get one generic error, so a client cannot
-probe which files exist.
+A request gives its video as a path (`video`), confined to the allowed video roots, a model-config key
+the model is logged with (`MODEL_CONFIG`): `load_model(uri, model_config={"video_roots": ["/srv/videos"]})`,
+or for `mlflow models serve` the environment variable
+MLFLOW_PYFUNC_INFERENCE_CONFIG='{"video_roots": ["/srv/videos"]}' (MLflow's own override); unset (null),
+the current directory at load time. Or it sends the file's bytes, base64-encoded (`video_b64`). The
+request format and the confinement rules are in flows/pyfunc_requests.py.
+
+Errors reach a client as an MlflowException whose message names the request, the field and the problem
+(`mlflow models serve` answers HTTP 400 with that message for a bad request or a video that cannot be
+decoded, and 500 with the exception's type and text when the model itself fails), never only a stack
+trace.
+
+This module's path and the class name VideoReasonerModel must stay: every registered version's pickle
+names them (tests/fixtures/pyfunc_v0).
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-from collections.abc import Sequence
+import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import mlflow.pyfunc
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
-Predictor = Callable[[dict, str], str]  # (record of videoreasoner/core/schema.py, video path) -> model output text
-# Logged with the model: MLflow lets load-time config override only keys the logged config has.
-MODEL_CONFIG: dict[str, Any] = {"video_roots": None}  # None: the current directory at load time
+from flows.pyfunc_requests import (  # noqa: F401  (re-exported: the names this module always had)
+    MODEL_CONFIG,
+    RequestError,
+    allowed_roots,
+    answer_row,
+    confined_video,
+    to_records,
+)
+
+# (record of videoreasoner/core/schema.py, video path) -> the raw model text, or {"text", "frame_times"}
+Predictor = Callable[[dict, str], "str | dict[str, Any]"]
 log = logging.getLogger(__name__)
-
-
-def allowed_roots(model_config: dict | None = None) -> list[Path]:
-    """The directories a request's video may lie in, resolved (symlinks followed) at load time."""
-    config = dict(model_config or {})
-    unknown = sorted(set(config) - set(MODEL_CONFIG))
-    if unknown:
-        raise KeyError(f"model_config: unknown key(s) {unknown} (known: {', '.join(MODEL_CONFIG)})")
-    roots = config.get("video_roots")
-    if roots is None:
-        roots = [os.getcwd()]
-    if isinstance(roots, (str, os.PathLike)):
-        roots = [roots]
-    return [Path(os.path.realpath(root)) for root in roots]
-
-
-def confined_video(video: str, roots: Sequence[Path]) -> str | None:
-    """The resolved path of `video` if it is a regular file inside one of `roots`, else None (whatever
-    the reason, so that the caller's error cannot tell a missing file from a forbidden one)."""
-    try:
-        real = os.path.realpath(video)
-        inside = any(os.path.commonpath([real, root]) == str(root) for root in roots)
-    except (ValueError, OSError):  # NUL byte, mixed drives
-        return None
-    return real if inside and os.path.isfile(real) else None
 
 
 def default_predictor_factory(model_dir: str, policy: dict, settings: dict) -> Predictor:
     """The production path: the inference engine and TTS strategies of videoreasoner/inference/, imported
-    lazily."""
+    lazily. Its answers carry the frame times of the frames the policy's final answer saw."""
     from videoreasoner.inference import engines as inference
     from videoreasoner.inference import tts_strategies
 
     engine = inference.load_engine(model_dir, settings)
-    return lambda record, video_path: tts_strategies.answer_with_policy(engine, record, video_path, policy)
+    frames = tts_strategies.with_sampler(engine, policy.get("sampler")).frames  # the policy's sampler
+
+    def predict(record: dict, video_path: str) -> dict[str, Any]:
+        record = dict(record, video=str(video_path))
+        answer = tts_strategies.apply_policy(engine, [record], policy)[0]
+        return {"text": answer.text, "frame_times": list(frames.get(record, answer.frames).timestamps)}
+    return predict
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def parse_answer(record: dict, text: str) -> Any:
+    """The answer as the verifiers read it (strict extraction), JSON-ready; None when unreadable."""
+    from videoreasoner.answers.format import extract_answer
+    from videoreasoner.answers.format import parse_answer as parse
+
+    value = parse(record["problem_type"], extract_answer(text, strict=True), record.get("options"))
+    return json.loads(json.dumps(value))  # tuples become lists, as a served client sees them
 
 
-def to_records(model_input: Any, roots: Sequence[Path] | None = None) -> list[dict]:
-    """Requests as records of the schema in videoreasoner/core/schema.py (id, video, question, problem_type, options?).
+def _video_error_type() -> type[Exception]:
+    from videoreasoner.video.decoding import VideoError
 
-    Accepts a pandas DataFrame, one dict, a dict of columns, or a list of dicts. Each `video` must be
-    a file under `roots` (default: `allowed_roots()`); the record carries its resolved path."""
-    roots = allowed_roots() if roots is None else roots
-    if hasattr(model_input, "to_dict"):
-        rows = model_input.to_dict(orient="records")
-    elif isinstance(model_input, dict):
-        columnar = model_input and all(isinstance(v, (list, tuple)) for k, v in model_input.items() if k != "options")
-        if columnar and not isinstance(model_input.get("video"), str):
-            n = len(model_input["video"])
-            rows = [{k: v[i] for k, v in model_input.items()} for i in range(n)]
-        else:
-            rows = [model_input]
-    else:
-        rows = list(model_input)
-    records = []
-    for i, row in enumerate(rows):
-        for key in ("video", "question"):
-            if _missing(row.get(key)) or not str(row.get(key)).strip():
-                raise ValueError(f"request {i}: field '{key}' is required")
-        record = {"id": str(row.get("id") or f"request-{i}"), "video": str(row["video"]),
-                  "question": str(row["question"]),
-                  "problem_type": "free_form" if _missing(row.get("problem_type")) else str(row["problem_type"])}
-        options = row.get("options")
-        if not _missing(options) and len(options):
-            record["options"] = [str(o) for o in options]
-        if record["problem_type"] == "multiple_choice" and "options" not in record:
-            raise ValueError(f"request {i}: a multiple_choice question needs 'options'")
-        video = confined_video(record["video"], roots)
-        if video is None:
-            raise ValueError(f"request {i}: field 'video': cannot open {record['video']!r} "
-                             f"(not a file under the allowed video roots)")
-        records.append(record | {"video": video})
-    return records
+    return VideoError
 
 
 class VideoReasonerModel(mlflow.pyfunc.PythonModel):
@@ -130,7 +105,28 @@ class VideoReasonerModel(mlflow.pyfunc.PythonModel):
         factory = self.predictor_factory or default_predictor_factory
         self._predict_one = factory(artifacts["model"], policy, settings)
 
-    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[str]:
+    def predict(self, context, model_input, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """One answer row per request (flows/pyfunc_requests.py `answer_row`)."""
         if self._predict_one is None:
             self.load_context(context)
-        return [self._predict_one(record, record["video"]) for record in to_records(model_input, self._roots)]
+        with tempfile.TemporaryDirectory(prefix="vr-request-") as uploads:
+            try:
+                records = to_records(model_input, self._roots, upload_dir=uploads)
+            except RequestError as exc:
+                raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+            return [self._answer(i, record, uploads) for i, record in enumerate(records)]
+
+    def _answer(self, i: int, record: dict, uploads: str) -> dict[str, Any]:
+        field = "video_b64" if record["video"].startswith(uploads) else "video"
+        t0 = time.perf_counter()
+        try:
+            result = self._predict_one(record, record["video"])
+        except _video_error_type() as exc:  # the request's file is not a video we can decode
+            problem = str(exc).replace(record["video"], "<uploaded video>" if field == "video_b64" else record["video"])
+            raise MlflowException(f"request {i} ({record['id']}): field '{field}': {problem}",
+                                  error_code=INVALID_PARAMETER_VALUE) from None
+        except Exception as exc:
+            log.exception("request %d (%s) failed", i, record["id"])
+            raise MlflowException(f"request {i} ({record['id']}): the model failed: {type(exc).__name__}: {exc}",
+                                  error_code=INTERNAL_ERROR) from exc
+        return answer_row(record, result, time.perf_counter() - t0, parse_answer)

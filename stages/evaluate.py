@@ -1,11 +1,14 @@
 """`evaluate` stage: the ladder base → sft → rl → rl + TTS policy on the test split, with video-blind controls.
 
-Reads models/{base,sft,rl}, reports/tts/policy.json, data/validated/{test,train}.jsonl, params `eval`,
-`video`, `compute`. Writes to reports/eval/: predictions/<model>.jsonl (+ <model>.blank.jsonl,
+Reads models/{base,sft,rl}, reports/tts/policy.json, data/validated/{test,val,train}.jsonl, params `eval`,
+`video`, `compute`. The scored items are the validated records params eval.sources names (source and
+split), at most eval.max_items_per_type of each problem type from each source, drawn at random with
+eval.seed (videoreasoner/data/eval_items.py). Writes to reports/eval/: predictions/<model>.jsonl (+ <model>.blank.jsonl,
 <model>.shuffled.jsonl, constant.jsonl; rows {"id", "prediction"}; <model>.frames.jsonl: rows {"id",
 "sampler", "frame_times"}, the seconds of the frames each answer saw), items.jsonl (the evaluated test
 records), metrics.json (every number with its 95 % bootstrap interval, each rung's paired AM gain over
-the rung before it in `ladder_gains`, and every setting used),
+the rung before it in `ladder_gains`, each model's results per record source in models.<model>.by_source,
+and every setting used),
 summary.json (flat headline numbers: the DVC metrics file), ladder.csv (DVC plot) and report.html.
 Scores come from videoreasoner.answers.score.score_predictions only, so `vr score --split reports/eval/items.jsonl
 --predictions reports/eval/predictions/rl.jsonl --out DIR` reproduces them (same seed, n_boot 1000).
@@ -45,8 +48,9 @@ from videoreasoner.core.paths import (
     split_file,
 )
 from videoreasoner.answers.protocols import parse_names, score_protocols, strict_settings
-from videoreasoner.answers.score import score_predictions
-from videoreasoner.data.selection import select_records, subset
+from videoreasoner.answers.score import score_by_source, score_predictions
+from videoreasoner.data import eval_items
+from videoreasoner.data.selection import select_records
 from videoreasoner.core.tracking import stage_run
 from videoreasoner.training.checkpoints import model_digest
 from videoreasoner.inference.tts_policy import CURVE_FILE, POLICY_FILE, metric_value
@@ -72,7 +76,8 @@ HEADLINE = {
 LADDER_METRICS = ("AM", "accuracy", "m_tIoU", "m_vIoU", "mc_accuracy", "temporal_miou", "spatial_miou")
 # Equal to params.yaml `eval` (tests/test_params_defaults.py): a partial section behaves as the pipeline.
 DEFAULTS: dict[str, Any] = {
-    "models": ["base", "sft", "rl", "rl_tts"], "max_items_per_type": 24, "controls": ["blank", "shuffled"],
+    "models": ["base", "sft", "rl", "rl_tts"], "sources": [{"source": "*", "splits": ["test"]}],
+    "max_items_per_type": 24, "controls": ["blank", "shuffled"],
     "constant": {"max_candidates": 24, "max_records": 300}, "decoding": {"max_new_tokens": 192},
     "batch_size": 96, "torch_threads": 2, "seed": 0, "n_boot": 1000, "backend": "hf",
     "protocols": ["strict", "lmms_eval_charades", "video_r1", "video_r1_reward", "vstar", "timezero",
@@ -91,6 +96,7 @@ def settings(params: dict[str, Any] | None) -> dict[str, Any]:
         out["protocols"] = parse_names(out["protocols"])
     except ValueError as exc:
         raise ValueError(f"params eval.protocols: {exc}") from None
+    out["sources"] = eval_items.parse_sources(out["sources"])
     if bad := [n for n in out["protocol_settings"] if n not in out["protocols"]]:
         raise ValueError(f"params eval.protocol_settings: {bad[0]!r} is not in eval.protocols")
     return out
@@ -108,12 +114,14 @@ def video_use(model: dict[str, float | None], control: dict[str, float | None]) 
 
 @dataclass
 class EvalRun:
-    """Everything the stage reads. model_dirs / engines let tests swap checkpoints or pass engines."""
+    """Everything the stage reads. model_dirs / engines let tests swap checkpoints or pass engines;
+    model_uri names where model_dirs came from (`vr evaluate --model URI`), recorded in the settings."""
 
     eval: dict[str, Any] = field(default_factory=dict)
     video: dict[str, Any] = field(default_factory=dict)
     compute: dict[str, Any] = field(default_factory=dict)
     test_file: Path = split_file("test")
+    val_file: Path = split_file("val")
     train_file: Path = split_file("train")
     policy_file: Path = TTS_REPORTS / POLICY_FILE
     curve_file: Path | None = TTS_REPORTS / CURVE_FILE
@@ -122,6 +130,18 @@ class EvalRun:
     model_dirs: dict[str, Path] = field(default_factory=lambda: dict(MODEL_DIRS))
     engines: dict[str, Engine] = field(default_factory=dict)
     tracking: bool = True
+    model_uri: str | None = None
+
+    def split_path(self, split: str) -> Path:
+        return {"train": self.train_file, "val": self.val_file, "test": self.test_file}[split]
+
+    def items(self, ev: dict[str, Any]) -> list[dict]:
+        """The records params eval.sources chooses, drawn per (source, problem type) with the eval seed."""
+        chosen = eval_items.choose({s: read_jsonl(self.split_path(s)) for s in eval_items.splits_read(ev["sources"])},
+                                   ev["sources"])
+        if not chosen:
+            raise ValueError(f"params eval.sources: no reasoning record matches {ev['sources']}")
+        return eval_items.draw(chosen, ev["max_items_per_type"], ev["seed"])
 
 
 def _score(records, predictions, path: Path, ev: dict[str, Any]) -> tuple[dict[str, Any], list[dict]]:
@@ -160,7 +180,8 @@ def evaluate_model(name: str, engine: Engine, answer, records: list[dict], ev: d
         metrics, per_item = _score(records, predictions, file, ev)
         if condition == "video" and items is not None:  # per-item rows with the video: the paired ladder gains
             items[name] = per_item
-        if condition == "video":  # the official protocols, from the predictions file just written
+        if condition == "video":  # per source; and the official protocols, from the predictions file just written
+            out["by_source"] = score_by_source(records, per_item, ev["seed"], n_boot=ev["n_boot"])
             out["protocols"] = {p: result for p, (result, _) in score_protocols(
                 ev["protocols"], records, predictions, metrics, ev["protocol_settings"], where=str(file)).items()}
         block = {"metrics": metrics, "predictions": str(file),
@@ -182,7 +203,7 @@ def run(cfg: EvalRun) -> dict[str, Any]:
     ev = settings(cfg.eval)
     video = VideoConfig.from_params(cfg.video)
     decoding = Decoding.from_params({**ev["decoding"], "do_sample": False})
-    records = subset(read_jsonl(cfg.test_file), ev["max_items_per_type"])
+    records = cfg.items(ev)
     policy = json.loads(Path(cfg.policy_file).read_text(encoding="utf-8")) if "rl_tts" in ev["models"] else None
     out_dir, pred_dir = Path(cfg.out_dir), Path(cfg.out_dir) / PREDICTIONS_DIR
     write_jsonl(out_dir / ITEMS_FILE, records)
@@ -197,7 +218,8 @@ def run(cfg: EvalRun) -> dict[str, Any]:
         for name in ev["models"]:
             path = Path(cfg.model_dirs[name])
             version = model_digest(path) if path.is_dir() else str(path)
-            versions[name] = {"path": str(path), "version": version}
+            versions[name] = {"path": str(path), "version": version,
+                              **({"uri": cfg.model_uri} if cfg.model_uri else {})}
             engine = cfg.engines.get(name) or loaded.get(str(path)) or load_engine(
                 path, video, cfg.video_root, backend=ev["backend"], dtype=cfg.compute.get("dtype", "float32"),
                 batch_size=ev["batch_size"], model_version=version, torch_threads=ev["torch_threads"])
@@ -230,7 +252,8 @@ def run(cfg: EvalRun) -> dict[str, Any]:
                          "prompt_version": PROMPT_VERSION, "decoding": decoding.to_dict(), "tts_policy": policy,
                          "models": versions,
                          "items": {"n": len(records), "max_items_per_type": ev["max_items_per_type"],
-                                   "test_file": str(cfg.test_file)},
+                                   "sources": ev["sources"], "drawn": eval_items.counts(records),
+                                   "files": {s: str(cfg.split_path(s)) for s in eval_items.splits_read(ev["sources"])}},
                          "seed": ev["seed"], "n_boot": ev["n_boot"], "backend": ev["backend"],
                          "dtype": cfg.compute.get("dtype", "float32"), "strict_answers": True,
                          "protocols": {"names": ev["protocols"], "strict": strict_settings(),

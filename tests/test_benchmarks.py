@@ -153,3 +153,12 @@ def test_fast_assistant_mask_equals_the_chat_templates_mask(tmp_path):
         labels = collator(chunk)["labels"]
         assert torch.equal(labels != -100, batch["assistant_masks"].bool())
     assert collator._fast_checked and collator._fast_misses == 0
+
+
+def test_decoding_benchmark_prints_the_project_and_qwen_vl_utils_side_by_side():
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in run_script("decoding.py", "--smoke").splitlines()
+            if line.startswith("| ") and not line.startswith("| clip")]
+    assert [r[1] for r in rows] == ["project (cold)", "project (probed)", "qwen-vl-utils (decord)"]
+    assert rows[0][2] == rows[1][2] == "4" and float(rows[1][4]) > 0  # the frames asked for, frames/s
+    qwen = rows[2]
+    assert qwen[2] == "4" or "not installed" in qwen[5]  # measured, or says why not

@@ -19,9 +19,9 @@ from vr import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FORWARDED_MODULES = {"pipeline": "flows.command", "registry": "flows.registry_cli", "servers": "flows.servers",
-                     "score": "videoreasoner.answers.score"}
+                     "score": "videoreasoner.answers.score", "predict": "flows.predict"}
 ENTRY_MODULES = [*(f"stages.{name}" for name in cli.STAGES), *FORWARDED_MODULES.values(),
-                 "videoreasoner.training.launch"]
+                 "videoreasoner.training.launch", "flows.evaluate_model"]
 NAN_RECORD = {"id": "bad:1", "video": "v.mp4", "duration": 2.0, "problem_type": "temporal_grounding",
               "question": "When does it move?", "answer": [float("nan"), 1.0], "split": "train", "source": "t"}
 
@@ -72,6 +72,17 @@ def test_vr_returns_each_forwarded_commands_exit_code_and_passes_its_arguments(c
     monkeypatch.setitem(sys.modules, module, fake)
     assert cli.main([command, "list", "--json", "x"]) == 4
     assert seen == [["list", "--json", "x"]]
+
+
+def test_vr_evaluate_with_a_model_runs_the_model_evaluation_and_without_runs_the_stage(monkeypatch):
+    for module, code in (("flows.evaluate_model", 5), ("stages.evaluate", 6)):
+        fake = type(sys)("fake")
+        fake.main = (lambda argv, code=code: seen.append(argv) or code) if code == 5 else (lambda: 6)
+        monkeypatch.setitem(sys.modules, module, fake)
+    seen = []
+    assert cli.main(["evaluate", "--model", "models:/video-reasoner@champion"]) == 5
+    assert seen == [["--model", "models:/video-reasoner@champion"]]
+    assert cli.main(["evaluate"]) == 6
 
 
 def test_stage_commands_refuse_arguments_they_would_ignore(capsys):

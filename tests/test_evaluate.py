@@ -97,6 +97,43 @@ def test_settings_recorded(evaluated):
     assert "rl + policy" in html and "http://" not in html and "https://" not in html
 
 
+def test_sources_choose_the_scored_records_and_results_are_broken_down_by_source(tmp_path):
+    """Issue 18: evaluate took the first N test items per type in file order, so a user's own records
+    were never picked, and nothing was reported per source. Now params eval.sources chooses records by
+    source and split, at most max_items_per_type of each type from each source are drawn at random, and
+    metrics.json and the report show each source."""
+    world = [dict(r, split="test", source="world/v1", id=f"world/v1:{r['id']}{k}") for k in range(4)
+             for r in records()]
+    mine = [dict(r, split="val", source="mine/v1", id=f"mine/v1:{r['id']}") for r in records()]
+    write_jsonl(tmp_path / "test.jsonl", world)
+    write_jsonl(tmp_path / "val.jsonl", mine)
+    write_jsonl(tmp_path / "train.jsonl", [dict(r, split="train") for r in records()])
+    sources = [{"source": "world/*", "splits": ["test"]}, {"source": "mine/v1", "splits": ["val"]}]
+    metrics = run(EvalRun(eval={"models": ["rl"], "sources": sources, "max_items_per_type": 2, "n_boot": 50,
+                                "controls": [], "protocols": ["strict"]},
+                          test_file=tmp_path / "test.jsonl", val_file=tmp_path / "val.jsonl",
+                          train_file=tmp_path / "train.jsonl", curve_file=None, out_dir=tmp_path / "eval",
+                          engines={"rl": FakeEngine(sees_video)}, tracking=False, model_dirs={"rl": tmp_path / "rl"},
+                          model_uri="models:/video-reasoner@champion"))
+    items = read_jsonl(tmp_path / "eval/items.jsonl")
+    assert metrics["settings"]["items"]["drawn"] == {s: {"multiple_choice": 2, "temporal_grounding": 2}
+                                                     for s in ("mine/v1", "world/v1")}
+    def world_mc(rows):
+        return [r["id"] for r in rows if r["source"] == "world/v1" and r["problem_type"] == "multiple_choice"]
+    assert world_mc(items) != world_mc(world)[:2]  # drawn at random, not the first two in file order
+    by_source = metrics["models"]["rl"]["by_source"]
+    assert set(by_source) == {"mine/v1", "world/v1"} and all(m["n"] == 4 for m in by_source.values())
+    assert by_source["mine/v1"]["overall"]["score"]["value"] == 1.0
+    assert metrics["settings"]["models"]["rl"]["uri"] == "models:/video-reasoner@champion"
+    assert metrics["models"]["rl"]["mc_accuracy"] == 1.0  # the flat names the registry gates read stay
+    html = (tmp_path / "eval/report.html").read_text()
+    assert "Per source" in html and "mine/v1" in html and "world/v1" in html
+    with pytest.raises(ValueError, match="no reasoning record matches"):
+        run(EvalRun(eval={"models": ["rl"], "sources": [{"source": "other", "splits": ["test"]}]},
+                    test_file=tmp_path / "test.jsonl", train_file=tmp_path / "train.jsonl", out_dir=tmp_path / "x",
+                    engines={"rl": FakeEngine(sees_video)}, tracking=False, model_dirs={"rl": tmp_path / "rl"}))
+
+
 def test_best_constant_answer_maximises_the_train_score():
     train = [dict(r, split="train") for r in records()]
     constants = best_constant_answers(train)

@@ -129,4 +129,5 @@ def test_flow_end_to_end(workspace, prefect_harness):
     model = mlflow.pyfunc.load_model(f"models:/{rules.model_name}@champion")
     answers = model.predict({"video": str(workspace / record["video"]), "question": record["question"],
                              "problem_type": record["problem_type"], "options": record["options"]})
-    assert len(answers) == 1 and isinstance(answers[0], str) and answers[0].strip()
+    assert len(answers) == 1 and isinstance(answers[0]["text"], str) and answers[0]["text"].strip()
+    assert len(answers[0]["frame_times"]) > 0 and answers[0]["latency_s"] > 0

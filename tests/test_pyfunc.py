@@ -93,7 +93,8 @@ def test_champion_pyfunc_answers_a_question(tmp_path, monkeypatch, video):
     model = mlflow.pyfunc.load_model("models:/pyfunc-model@champion", model_config={"video_roots": [str(tmp_path)]})
     out = model.predict({"video": str(video), "question": "Which colour?", "problem_type": "multiple_choice",
                          "options": ["red", "blue"]})
-    assert list(out) == ["<think>fps 2.0</think><answer>B</answer>"]
+    assert [row["text"] for row in out] == ["<think>fps 2.0</think><answer>B</answer>"]
+    assert out[0]["answer"] == "B" and out[0]["id"] == "request-0" and out[0]["frame_times"] is None
     assert SEEN[-1][0]["options"] == ["red", "blue"] and SEEN[-1][1] == str(video)
     import pandas as pd
 
@@ -129,7 +130,8 @@ def test_a_version_registered_before_the_library_moved_still_loads_and_answers(t
     assert isinstance(model.unwrap_python_model(), VideoReasonerModel)
     out = model.predict({"video": str(video), "question": "Which colour?", "problem_type": "multiple_choice",
                          "options": ["red", "blue"]})
-    assert list(out) == ["<think>multiple_choice at 2.0 fps</think><answer>B</answer>"]
+    assert [row["text"] for row in out] == ["<think>multiple_choice at 2.0 fps</think><answer>B</answer>"]
+    assert out[0]["answer"] == "B" and out[0]["latency_s"] >= 0  # an old predictor's text gets today's fields
 
 
 @pytest.mark.slow
@@ -150,7 +152,8 @@ def test_production_path_answers_with_a_tiny_model(tmp_path, monkeypatch):
     model, processor = build_tiny(TinyConfig.from_params(TINY_SIZES), read_jsonl(tmp_path / "data/validated/train.jsonl"),
                                   VideoConfig.from_params(VIDEO))
     save_model_and_processor(model, processor, tmp_path / "models/rl")
-    (tmp_path / "policy.json").write_text(json.dumps({"strategy": "greedy", "decoding": {"max_new_tokens": 8}}))
+    (tmp_path / "policy.json").write_text(json.dumps({"strategy": "greedy", "sampler": "fps",
+                                                      "decoding": {"max_new_tokens": 8}}))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     registry_tracking.tracking_setup(tmp_path)
     rules = Rules("tiny-video-reasoner")
@@ -166,4 +169,12 @@ def test_production_path_answers_with_a_tiny_model(tmp_path, monkeypatch):
     pyfunc = mlflow.pyfunc.load_model(f"models:/{rules.model_name}@champion", model_config={"video_roots": [str(tmp_path)]})
     answers = pyfunc.predict({"video": str(tmp_path / record["video"]), "question": record["question"],
                               "problem_type": "multiple_choice", "options": record["options"]})
-    assert len(answers) == 1 and isinstance(answers[0], str)
+    assert len(answers) == 1 and set(answers[0]) == {"id", "problem_type", "answer", "text", "frame_times", "latency_s"}
+    # the frames the policy's sampler chose (fps), not params video's (uniform)
+    from videoreasoner.inference.engines import FrameSource
+
+    def times(sampler):
+        source = FrameSource(VideoConfig.from_params({**VIDEO, "sampler": sampler}), tmp_path)
+        return [round(t, 4) for t in source.get(record).timestamps]
+    assert answers[0]["frame_times"] == times("fps") != times("uniform")
+    assert answers[0]["latency_s"] > 0 and isinstance(answers[0]["text"], str)

@@ -3,6 +3,11 @@ command line and `dvc repro` run exactly the same code with the same params.yaml
 
   vr generate | ingest | validate | bootstrap | sft | rl | tts | evaluate
                                        run one stage directly (no DVC bookkeeping)
+  vr evaluate --model URI [--out DIR]  score a registered model (models:/NAME@ALIAS, models:/NAME/VERSION)
+                                       or a model folder on params eval.sources, nothing retrained
+  vr predict VIDEO "QUESTION" [--options A B ...] [--type TYPE] [--model URI] [--json]
+                                       ask a model about one video: parsed answer, raw text, frame
+                                       times, latency
   vr pretrain                          rebuild the shipped tiny base (about 50 min on 2 cores; not part
                                        of the pipeline, whose default loads the committed base)
   vr repro [STAGE ...]                 `dvc repro` the pipeline (or up to STAGE), no flow, no registry
@@ -29,7 +34,7 @@ from collections.abc import Callable
 from videoreasoner.core import telemetry  # noqa: F401
 
 STAGES = ("generate", "ingest", "validate", "pretrain", "bootstrap", "sft", "rl", "tts", "evaluate")
-FORWARDED = ("pipeline", "registry", "servers", "score")  # commands whose options pass through to their main
+FORWARDED = ("pipeline", "registry", "servers", "score", "predict")  # commands whose options pass through to their main
 
 
 def stage_main(name: str) -> Callable[[], object]:
@@ -68,6 +73,10 @@ def forwarded_main(name: str) -> Callable[[list[str]], object]:
         from flows.servers import main
     elif name == "score":
         from videoreasoner.answers.score import main
+    elif name == "predict":
+        from flows.predict import main
+    elif name == "evaluate-model":  # `vr evaluate --model URI`: not a subcommand of its own
+        from flows.evaluate_model import main
     else:
         raise KeyError(f"vr: no command named {name!r} (commands: {', '.join(FORWARDED)})")
     return main
@@ -95,18 +104,22 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in STAGES:
-        sub.add_parser(name, help=f"run the {name} stage with params.yaml")
+        sub.add_parser(name, help=f"run the {name} stage with params.yaml" + (
+            "; with --model URI [--out DIR], score that model (see above)" if name == "evaluate" else ""))
     for name, text in (("repro", "dvc repro the pipeline, or the given stages (dvc repro's options pass through)"),
                        ("pipeline", "the Prefect flow over every stage, then registration"),
                        ("registry", "list, register, promote or roll back model versions"),
                        ("servers", "start the MLflow server, the Prefect UI or the scheduled deployment"),
-                       ("score", "score a predictions JSONL against a validated split")):
+                       ("score", "score a predictions JSONL against a validated split"),
+                       ("predict", "ask a model about one video: answer, raw text, frame times, latency")):
         sub.add_parser(name, help=text, add_help=False)
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "httpcore"):  # Prefect's API client logs every request at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
+    if args.command == "evaluate" and rest:  # --model URI: the stage's code on a registered model
+        return exit_code("evaluate", forwarded_main("evaluate-model")(rest))
     if args.command in STAGES:
         if rest:  # a stage reads params.yaml only: an option here would be silently ignored
             parser.error(f"vr {args.command} takes no arguments (its settings live in params.yaml): {' '.join(rest)}")

@@ -103,6 +103,17 @@ def score_predictions(records: list[dict], predictions: list[dict], seed: int = 
     return metrics, per_item
 
 
+
+def score_by_source(records: list[dict], per_item: list[dict[str, Any]], seed: int = 0, *,
+                    n_boot: int = 1000) -> dict[str, dict[str, Any]]:
+    """{source: aggregate of that source's items} from score_predictions' per-item rows (in the order of
+    `records`): the same item scores, summarised per record `source` ("" for a record without one), with
+    each source's own bootstrap intervals."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record, row in zip(records, per_item, strict=True):
+        groups.setdefault(str(record.get("source") or ""), []).append(row)
+    return {source: aggregate(rows, seed=seed, n_boot=n_boot) for source, rows in sorted(groups.items())}
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: --split PATH --predictions PATH --out DIR [--seed N] [--fps F] [--lenient]
     [--protocol NAME ...] [--baseline PATH]."""

@@ -1,7 +1,8 @@
 """The evaluation report: one self-contained HTML file (tables, and matplotlib figures embedded as
 base64 PNG data), readable offline, with no external URL anywhere.
 
-Sections: settings; the headline metrics per model with 95 % bootstrap intervals; strict beside each
+Sections: settings; the headline metrics per model with 95 % bootstrap intervals, and per record
+source; strict beside each
 official protocol (models.<model>.protocols in metrics.json: official value, strict value, difference,
 items scored, skipped and rejected by the official code); the ladder
 base → sft → rl → rl + policy per problem type; the video-blind controls and each model's gap to them
@@ -135,11 +136,18 @@ def _protocol_rows(models: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _source_rows(models: dict[str, Any]) -> list[list[str]]:
+    """One row per model and record source (models.<model>.by_source of metrics.json)."""
+    return [[r["label"], source or "(none)", str(m["n"]), _pct(m["overall"]["score"]),
+             *[_pct(m["summary"][k]) for k in SUMMARY_KEYS]]
+            for r in models.values() for source, m in (r.get("by_source") or {}).items()]
+
+
 def build_report(metrics: dict[str, Any], curve: list[dict[str, Any]] | None = None) -> str:
     """The report's HTML text."""
     models, settings = metrics["models"], metrics["settings"]
-    parts = [f"<h1>Evaluation report</h1><p class='note'>{settings['items']['n']} test items, at most "
-             f"{settings['items']['max_items_per_type']} per problem type: the 95 % bootstrap intervals "
+    parts = [f"<h1>Evaluation report</h1><p class='note'>{settings['items']['n']} items, at most "
+             f"{settings['items']['max_items_per_type']} per problem type and source: the 95 % bootstrap intervals "
              f"({settings['n_boot']} resamples) are wide at this size. Scores are percentages.</p>"]
     rows = []
     for name, r in models.items():
@@ -148,6 +156,9 @@ def build_report(metrics: dict[str, Any], curve: list[dict[str, Any]] | None = N
                  for c, b in r["controls"].items()]
     rows.append(["best constant answer", *[_pct(metrics["constant"]["metrics"]["summary"][k]) for k in SUMMARY_KEYS]])
     parts.append(_table("Headline metrics (V-STaR style summaries)", ["model", *SUMMARY_KEYS], rows))
+    if source_rows := _source_rows(models):
+        parts.append(_table("Per source (with the video): each source's items and its own 95 % intervals",
+                            ["model", "source", "items", "overall", *SUMMARY_KEYS], source_rows))
     gains = metrics.get("ladder_gains") or {}
     if gains:
         parts.append(_table("Gain of each rung over the one before (AM, paired bootstrap on the same items)",
