@@ -37,6 +37,7 @@ import torch
 from trl import GRPOTrainer
 
 from videoreasoner.training.checkpoint_weights import ExactResumeMixin
+from videoreasoner.training.rank_gather import gather_rows, local_slice
 from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import VIDEO_KEYS, VISION_TOKENS, SampledVideo, processor_inputs, sample_video
 from videoreasoner.video.invariant import check_rows_have_video, install_video_invariant, processor_video_token_id
@@ -189,16 +190,29 @@ class VideoGRPOTrainer(ExactResumeMixin, GRPOTrainer):
     def _mask_zero_variance_groups(self, output: dict[str, Any]) -> None:
         """Remove groups whose rewards are all equal (advantage 0 for every member) from the loss.
 
-        Groups are consecutive blocks of num_generations rows of this process (TRL's sampler order);
-        the masked rows still count in the logged reward statistics. Logs the fraction skipped.
+        Groups are consecutive blocks of num_generations rows of the *global* batch (TRL's sampler
+        order); a group may span ranks, so the advantages are gathered first (zero_variance_rows). The
+        masked rows still count in the logged reward statistics. Logs the fraction of groups skipped.
         """
-        adv = output["advantages"]
         g = self.num_generations if self.model.training else self.num_generations_eval
-        if adv.numel() % g:
+        found = zero_variance_rows(output["advantages"], g)
+        if found is None:
             return
-        flat = (adv.view(-1, g).abs() < 1e-8).all(dim=1).repeat_interleave(g)
+        flat, fraction = found
         output["completion_mask"] = output["completion_mask"] * (~flat).unsqueeze(1).int()
         mask = output["completion_mask"] * output.get("tool_mask", 1)
         output["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()  # DAPO's normaliser
         mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["frac_groups_skipped"].append(flat.float().mean().item())
+        self._metrics[mode]["frac_groups_skipped"].append(fraction)
+
+
+def zero_variance_rows(advantages: torch.Tensor, group_size: int) -> tuple[torch.Tensor, float] | None:
+    """(this rank's rows that belong to a zero-variance group, fraction of such groups in the global
+    batch), from this rank's advantages; None when the global batch is not whole groups. A collective:
+    every rank calls it (rank_gather)."""
+    every = gather_rows(advantages.detach())
+    if every.numel() % group_size:
+        return None
+    flat_groups = (every.view(-1, group_size).abs() < 1e-8).all(dim=1)
+    rows = flat_groups.repeat_interleave(group_size)[local_slice(advantages.numel())]
+    return rows.to(advantages.device), flat_groups.float().mean().item()
