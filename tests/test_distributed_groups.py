@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from helpers_ranks import run_ranks
-from videoreasoner.training.grpo_video import VideoGRPOTrainer
-from videoreasoner.training.rank_gather import local_slice, world
+from videoreasoner.training.grpo_video import VideoGRPOTrainer, local_slice, world
 from videoreasoner.training.rewards import build_rewards
 from videoreasoner.training.temporal_contrast import (
     TemporalContrastConfig, TemporalContrastGRPOTrainer, task_rewards, temporal_contrast_reward,
@@ -43,7 +42,7 @@ def columns(ids: list) -> dict:
 
 
 def zero_variance_case():
-    from videoreasoner.training.rank_gather import gather_rows
+    from videoreasoner.training.grpo_video import gather_rows
 
     fake = SimpleNamespace(num_generations=G, model=SimpleNamespace(training=True),
                            accelerator=SimpleNamespace(gather=lambda t: gather_rows(t.reshape(1))),

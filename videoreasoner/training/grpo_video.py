@@ -20,6 +20,11 @@ What this class changes, and nothing else:
 - `_get_per_token_logps_and_entropies`: adds the video tensors of exactly the rows in each chunk, plus
   mm_token_type_ids over prompt + completion (Qwen2.5-VL needs them for its 3-D time/height/width
   positions), by handing TRL's own loop a model call with those arguments bound.
+- group statistics of our own (the zero-variance filter, T-GRPO's accuracies) gather every rank's rows
+  first: TRL's sampler hands consecutive slices of the global batch (rank r: rows [r·n, (r+1)·n)) to the
+  processes, so one group's rollouts can sit on several ranks (TRL gathers its rewards the same way).
+  `world`, `gather_objects`, `gather_rows`, `local_slice` are collectives (every rank calls them at the
+  same point) and the identity on one process.
 - generation suppresses every vision special token (<|vision_start|>, <|video_pad|>, <|image_pad|>, ...).
 
 Row layout of `video_inputs[i]`: pixel_values_videos (patches × features, float), video_grid_thw (1 × 3:
@@ -34,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from trl import GRPOTrainer
 
 from videoreasoner.training.checkpoint_weights import ExactResumeMixin
-from videoreasoner.training.rank_gather import gather_rows, local_slice
 from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import VIDEO_KEYS, VISION_TOKENS, SampledVideo, processor_inputs, sample_video
 from videoreasoner.video.invariant import check_rows_have_video, install_video_invariant, processor_video_token_id
@@ -209,10 +214,45 @@ class VideoGRPOTrainer(ExactResumeMixin, GRPOTrainer):
 def zero_variance_rows(advantages: torch.Tensor, group_size: int) -> tuple[torch.Tensor, float] | None:
     """(this rank's rows that belong to a zero-variance group, fraction of such groups in the global
     batch), from this rank's advantages; None when the global batch is not whole groups. A collective:
-    every rank calls it (rank_gather)."""
+    every rank calls it."""
     every = gather_rows(advantages.detach())
     if every.numel() % group_size:
         return None
     flat_groups = (every.view(-1, group_size).abs() < 1e-8).all(dim=1)
     rows = flat_groups.repeat_interleave(group_size)[local_slice(advantages.numel())]
     return rows.to(advantages.device), flat_groups.float().mean().item()
+
+
+# ---- statistics over the global batch (collectives; the identity on one process) --------------------
+def world() -> tuple[int, int]:
+    """(rank, number of processes) of the default process group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_objects(items: list[Any]) -> list[Any]:
+    """Every rank's `items` (picklable), concatenated in rank order: the global batch's row order."""
+    _, size = world()
+    if size == 1:
+        return list(items)
+    parts: list[list[Any] | None] = [None] * size
+    dist.all_gather_object(parts, list(items))
+    return [item for part in parts for item in part]  # type: ignore[union-attr]
+
+
+def gather_rows(local: torch.Tensor) -> torch.Tensor:
+    """Tensors of equal first dimension on every rank, concatenated along it in rank order."""
+    _, size = world()
+    if size == 1:
+        return local
+    parts = [torch.empty_like(local) for _ in range(size)]
+    dist.all_gather(parts, local.contiguous())
+    return torch.cat(parts)
+
+
+def local_slice(n_local: int) -> slice:
+    """This rank's rows of the global batch (rank r holds rows [r·n_local, (r+1)·n_local), end exclusive),
+    as TRL slices its gathered advantages."""
+    rank, _ = world()
+    return slice(rank * n_local, (rank + 1) * n_local)

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 
 from videoreasoner.core.params import read_section
-from videoreasoner.training.grpo_video import VideoGRPOTrainer
-from videoreasoner.training.rank_gather import gather_objects
+from videoreasoner.training.grpo_video import VideoGRPOTrainer, gather_objects
 from videoreasoner.training.rewards import TASK_REWARDS
 
 log = logging.getLogger(__name__)
