@@ -19,7 +19,7 @@ from typing import Any
 from videoreasoner.core import telemetry  # noqa: F401  (telemetry opt-outs before any tool is imported)
 from videoreasoner.core.atomic import atomic_dir, atomic_path, read_jsonl, write_json
 from videoreasoner.core.params import SectionDefaults
-from videoreasoner.training.launch import ComputeConfig
+from videoreasoner.training.launch import ComputeConfig, launch_rank
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
 from videoreasoner.core.paths import MODELS_RL, RL_REPORTS
 from videoreasoner.training.rewards import DEFAULT_REWARDS, build_rewards
@@ -196,7 +196,7 @@ def run(cfg: RLRun) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(int(own["torch_threads"]))
-    with stage_run("rl", params, cfg.tracking) as mlrun:
+    with stage_run("rl", params, cfg.tracking and launch_rank() == 0) as mlrun:  # one MLflow run, rank 0's
         model, processor = load_model_and_processor(cfg.model_dir, compute.dtype)
         if own.get("freeze_vision"):
             log.info("vision tower frozen: %d parameters", freeze_vision_tower(model))

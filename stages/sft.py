@@ -18,7 +18,7 @@ from videoreasoner.core.tracking import stage_run, trainer_callback
 from videoreasoner.data.selection import select_records
 from videoreasoner.core.paths import CHECKPOINTS, MODELS_BASE, MODELS_SFT, SFT_METRICS
 from videoreasoner.training.checkpoints import file_digest, fingerprint, finish_checkpoints, model_digest
-from videoreasoner.training.launch import ComputeConfig
+from videoreasoner.training.launch import ComputeConfig, launch_rank
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
 from videoreasoner.training.sft_data import VideoSFTCollator, loss_gap, to_dataset
 from videoreasoner.training.sft_trainer import split_params, train, training_chat_template
@@ -53,7 +53,9 @@ def run(cfg: SFTRun) -> dict[str, Any]:
     run_fp = fingerprint(sft=cfg.sft, video=cfg.video, compute=cfg.compute, train=file_digest(cfg.train_file),
                          base=model_digest(cfg.base_dir))
     dtype = cfg.compute.get("dtype", "float32")
-    with stage_run("sft", {"sft": cfg.sft, "video": cfg.video, "compute": cfg.compute}, cfg.tracking) as mlrun:
+    main_process = launch_rank() == 0  # with several processes only rank 0 tracks and writes
+    with stage_run("sft", {"sft": cfg.sft, "video": cfg.video, "compute": cfg.compute},
+                   cfg.tracking and main_process) as mlrun:
         model, processor = load_model_and_processor(cfg.base_dir, dtype)
         log.info("sft: %d reasoning records from %s", len(records), cfg.train_file)
         trl_params = {**cfg.sft, **ComputeConfig.from_params(cfg.compute).trainer_overrides()}
@@ -65,6 +67,9 @@ def run(cfg: SFTRun) -> dict[str, Any]:
                 VideoSFTCollator(processor, video_cfg, chat_template=training_chat_template(processor))(
                     to_dataset(records[:8], cfg.video_root).to_list())
         summary.update({k: v for k, v in meter.summary().items() if v is not None})
+        metrics = {**summary, "video": video_cfg.__dict__}
+        if not main_process:
+            return metrics
         n_gap = int(own.get("loss_gap_items", 0))
         if n_gap and cfg.val_file and Path(cfg.val_file).is_file():
             val = select_records(read_jsonl(cfg.val_file), "reasoning")[:n_gap]
@@ -72,7 +77,7 @@ def run(cfg: SFTRun) -> dict[str, Any]:
             summary.update(loss_gap(model, collator, val, cfg.video_root))
         save_model_and_processor(model, processor, cfg.out_dir)
         finish_checkpoints(cfg.checkpoint_dir)
-        metrics = {**summary, "video": video_cfg.__dict__}
+        metrics = {**summary, "video": video_cfg.__dict__}  # with the loss gap
         write_json(cfg.metrics_path, metrics)
         mlrun.log_metrics(summary)
         mlrun.log_artifact(cfg.metrics_path)

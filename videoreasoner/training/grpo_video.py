@@ -20,6 +20,11 @@ What this class changes, and nothing else:
 - `_get_per_token_logps_and_entropies`: adds the video tensors of exactly the rows in each chunk, plus
   mm_token_type_ids over prompt + completion (Qwen2.5-VL needs them for its 3-D time/height/width
   positions), by handing TRL's own loop a model call with those arguments bound.
+- group statistics of our own (the zero-variance filter, T-GRPO's accuracies) gather every rank's rows
+  first: TRL's sampler hands consecutive slices of the global batch (rank r: rows [r·n, (r+1)·n)) to the
+  processes, so one group's rollouts can sit on several ranks (TRL gathers its rewards the same way).
+  `world`, `gather_objects`, `gather_rows`, `local_slice` are collectives (every rank calls them at the
+  same point) and the identity on one process.
 - generation suppresses every vision special token (<|vision_start|>, <|video_pad|>, <|image_pad|>, ...).
 
 Row layout of `video_inputs[i]`: pixel_values_videos (patches × features, float), video_grid_thw (1 × 3:
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from trl import GRPOTrainer
 
 from videoreasoner.training.checkpoint_weights import ExactResumeMixin
@@ -189,16 +195,64 @@ class VideoGRPOTrainer(ExactResumeMixin, GRPOTrainer):
     def _mask_zero_variance_groups(self, output: dict[str, Any]) -> None:
         """Remove groups whose rewards are all equal (advantage 0 for every member) from the loss.
 
-        Groups are consecutive blocks of num_generations rows of this process (TRL's sampler order);
-        the masked rows still count in the logged reward statistics. Logs the fraction skipped.
+        Groups are consecutive blocks of num_generations rows of the *global* batch (TRL's sampler
+        order); a group may span ranks, so the advantages are gathered first (zero_variance_rows). The
+        masked rows still count in the logged reward statistics. Logs the fraction of groups skipped.
         """
-        adv = output["advantages"]
         g = self.num_generations if self.model.training else self.num_generations_eval
-        if adv.numel() % g:
+        found = zero_variance_rows(output["advantages"], g)
+        if found is None:
             return
-        flat = (adv.view(-1, g).abs() < 1e-8).all(dim=1).repeat_interleave(g)
+        flat, fraction = found
         output["completion_mask"] = output["completion_mask"] * (~flat).unsqueeze(1).int()
         mask = output["completion_mask"] * output.get("tool_mask", 1)
         output["num_items_in_batch"] = self.accelerator.gather(mask.sum()).sum()  # DAPO's normaliser
         mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["frac_groups_skipped"].append(flat.float().mean().item())
+        self._metrics[mode]["frac_groups_skipped"].append(fraction)
+
+
+def zero_variance_rows(advantages: torch.Tensor, group_size: int) -> tuple[torch.Tensor, float] | None:
+    """(this rank's rows that belong to a zero-variance group, fraction of such groups in the global
+    batch), from this rank's advantages; None when the global batch is not whole groups. A collective:
+    every rank calls it."""
+    every = gather_rows(advantages.detach())
+    if every.numel() % group_size:
+        return None
+    flat_groups = (every.view(-1, group_size).abs() < 1e-8).all(dim=1)
+    rows = flat_groups.repeat_interleave(group_size)[local_slice(advantages.numel())]
+    return rows.to(advantages.device), flat_groups.float().mean().item()
+
+
+# ---- statistics over the global batch (collectives; the identity on one process) --------------------
+def world() -> tuple[int, int]:
+    """(rank, number of processes) of the default process group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_objects(items: list[Any]) -> list[Any]:
+    """Every rank's `items` (picklable), concatenated in rank order: the global batch's row order."""
+    _, size = world()
+    if size == 1:
+        return list(items)
+    parts: list[list[Any] | None] = [None] * size
+    dist.all_gather_object(parts, list(items))
+    return [item for part in parts for item in part]  # type: ignore[union-attr]
+
+
+def gather_rows(local: torch.Tensor) -> torch.Tensor:
+    """Tensors of equal first dimension on every rank, concatenated along it in rank order."""
+    _, size = world()
+    if size == 1:
+        return local
+    parts = [torch.empty_like(local) for _ in range(size)]
+    dist.all_gather(parts, local.contiguous())
+    return torch.cat(parts)
+
+
+def local_slice(n_local: int) -> slice:
+    """This rank's rows of the global batch (rank r holds rows [r·n_local, (r+1)·n_local), end exclusive),
+    as TRL slices its gathered advantages."""
+    rank, _ = world()
+    return slice(rank * n_local, (rank + 1) * n_local)

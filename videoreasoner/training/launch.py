@@ -102,6 +102,13 @@ def launch_env(compute: ComputeConfig, base: dict[str, str] | None = None) -> di
     return env
 
 
+def launch_rank(env: dict[str, str] | None = None) -> int:
+    """Global rank (0-based) the launcher gave this process: RANK, which torchrun, accelerate and deepspeed
+    set before the stage starts (0 when unset: one process). Read from the environment because a stage
+    opens its MLflow run and output paths before the trainer starts the process group."""
+    return int((os.environ if env is None else env).get("RANK", "0"))
+
+
 def main(argv: list[str] | None = None) -> int:
     from videoreasoner.core.params import section
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from videoreasoner.core.params import read_section
-from videoreasoner.training.grpo_video import VideoGRPOTrainer
+from videoreasoner.training.grpo_video import VideoGRPOTrainer, gather_objects
 from videoreasoner.training.rewards import TASK_REWARDS
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,13 @@ def shuffled_order(n_frames: int, rng: random.Random) -> list[int]:
     return order
 
 
+def group_frame_order(seed: int, step: int, group: Any, n_frames: int) -> list[int]:
+    """The shuffled frame order of one group at one optimizer step: a function of (seed, step, group
+    id) only, so every rank holding rollouts of the group, a one-process run and a resumed run all
+    shuffle its frames alike (a per-process random stream would not)."""
+    return shuffled_order(n_frames, random.Random(f"{seed}/{step}/{group}"))
+
+
 def temporal_contrast_reward(funcs: list[RewardFn], cfg: TemporalContrastConfig) -> RewardFn:
     """The bonus reward: alpha for a correct rollout of a group whose ordered accuracy beats mu × its
     shuffled accuracy (column `shuffled_accuracy`, set by TemporalContrastGRPOTrainer), else 0; None
@@ -101,7 +108,9 @@ def temporal_contrast_reward(funcs: list[RewardFn], cfg: TemporalContrastConfig)
         scores = task_scores(tasks, completions, columns)
         correct = [None if s is None else s >= cfg.correct_threshold for s in scores]
         keys = columns.get("id") or list(range(len(completions)))
-        ordered = group_accuracy(keys, correct)
+        # A group's rollouts may sit on several ranks: its ordered accuracy counts all of them.
+        everywhere = gather_objects(list(zip(keys, correct, shuffled)))
+        ordered = group_accuracy([k for k, _, _ in everywhere], [ok for _, ok, _ in everywhere])
         out: list[float | None] = []
         for key, ok, p_shuffled in zip(keys, correct, shuffled):
             if ok is None or p_shuffled is None:
@@ -109,7 +118,7 @@ def temporal_contrast_reward(funcs: list[RewardFn], cfg: TemporalContrastConfig)
             else:
                 out.append(cfg.alpha if ok and ordered[key] > cfg.mu * p_shuffled else 0.0)
         if callable(columns.get("log_metric")):
-            gaps = [ordered[k] - s for k, s in zip(keys, shuffled) if k in ordered and s is not None]
+            gaps = [ordered[k] - s for k, _, s in everywhere if k in ordered and s is not None]
             if gaps:
                 columns["log_metric"]("temporal_contrast/ordered_minus_shuffled", float(np.mean(gaps)))
         return out
@@ -125,7 +134,6 @@ class TemporalContrastGRPOTrainer(VideoGRPOTrainer):
     def __init__(self, *args, temporal_contrast: TemporalContrastConfig, **kwargs):
         super().__init__(*args, **kwargs)
         self.temporal_contrast = temporal_contrast
-        self._shuffle_rng = random.Random(temporal_contrast.seed)
         self._task_funcs = task_rewards(self.reward_funcs)
 
     def _generate_and_score_completions(self, inputs: list[dict]) -> dict[str, Any]:
@@ -136,12 +144,13 @@ class TemporalContrastGRPOTrainer(VideoGRPOTrainer):
 
     @torch.no_grad()
     def _shuffled_accuracy(self, inputs: list[dict]) -> dict[Any, float]:
-        """Group id -> fraction of correct answers on shuffled frames (one permutation per group)."""
+        """Group id -> fraction of correct answers on shuffled frames over the group's rollouts on every
+        rank (one permutation per group and step, the same on every rank: group_frame_order)."""
         videos = self.load_videos(inputs)
-        orders: dict[Any, list[int]] = {}
         shuffled = []
         for row, video in zip(inputs, videos):
-            order = orders.setdefault(row["id"], shuffled_order(len(video.frames), self._shuffle_rng))
+            order = group_frame_order(self.temporal_contrast.seed, self.state.global_step, row["id"],
+                                      len(video.frames))
             shuffled.append(video.with_frames(video.frames[order]))
         prompt_ids, fields_ = self.encode_rows(inputs, shuffled)
         completion_ids, _ = self._generate_single_turn(prompt_ids, None, fields_, self.num_generations)
@@ -150,7 +159,8 @@ class TemporalContrastGRPOTrainer(VideoGRPOTrainer):
         columns = {k: [row.get(k) for row in inputs] for k in inputs[0] if k != "prompt"}
         scores = task_scores(self._task_funcs, completions, columns)
         correct = [None if s is None else s >= self.temporal_contrast.correct_threshold for s in scores]
-        accuracy = group_accuracy([row["id"] for row in inputs], correct)
+        everywhere = gather_objects([(row["id"], ok) for row, ok in zip(inputs, correct)])
+        accuracy = group_accuracy([k for k, _ in everywhere], [ok for _, ok in everywhere])
         if accuracy:
             self._metrics["train"]["temporal_contrast/shuffled_accuracy"].append(float(np.mean(list(accuracy.values()))))
         return accuracy
