@@ -68,12 +68,21 @@ def test_dvc_revision_is_the_commit_holding_this_dvc_lock(repo):
     assert revision.dvc_revision(repo) == revision.UNCOMMITTED
 
 
-def test_a_version_registered_before_the_commit_gets_the_revision_afterwards(repo, monkeypatch):
+@pytest.fixture()
+def own_store(monkeypatch):
+    """MLflow on the test's own store; the process-wide tracking URI is reset afterwards."""
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    mlflow.set_tracking_uri(None)
+
+
+def test_a_version_registered_before_the_commit_gets_the_revision_afterwards(repo, monkeypatch, own_store):
     from flows import registration, registry_tracking
     from flows.gates import load_rules
     from tests.fixtures.pyfunc_stub import canned_answer_factory
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(repo)
     registry_tracking.tracking_setup(repo)
     (repo / "rl").mkdir()
@@ -94,8 +103,8 @@ def test_a_version_registered_before_the_commit_gets_the_revision_afterwards(rep
     assert revision.record_revision(repo, rules.model_name, version) is None  # a recorded revision stays
 
 
-def test_stage_runs_carry_the_dvc_experiment_and_track_into_the_queuing_workspace(tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def test_stage_runs_carry_the_dvc_experiment_and_track_into_the_queuing_workspace(tmp_path, monkeypatch,
+                                                                                  own_store):
     monkeypatch.delenv("DVC_ROOT", raising=False)
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     assert tracking.tracking_uri() == tracking.DEFAULT_URI and tracking.dvc_experiment_tags() == {}
@@ -103,7 +112,7 @@ def test_stage_runs_carry_the_dvc_experiment_and_track_into_the_queuing_workspac
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "workspace"))
     monkeypatch.setenv("DVC_EXP_NAME", "sweep-1")
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
-    assert tracking.tracking_uri() == f"sqlite:///{tmp_path / 'workspace/mlflow/mlflow.db'}"
+    assert tracking.tracking_uri() == f"sqlite:///{(tmp_path / 'workspace').resolve() / 'mlflow/mlflow.db'}"
     assert tracking.dvc_experiment_tags() == {"dvc_exp_name": "sweep-1", "dvc_exp_baseline_rev": "abc123"}
     copy = tmp_path / "exps/tmp1"
     copy.mkdir(parents=True)
@@ -115,5 +124,4 @@ def test_stage_runs_carry_the_dvc_experiment_and_track_into_the_queuing_workspac
     stored = mlflow.MlflowClient().get_run(run_id)
     assert stored.data.tags["dvc_exp_name"] == "sweep-1"
     assert (tmp_path / "workspace/mlflow/mlflow.db").is_file() and not (copy / "mlflow").exists()
-    assert stored.info.artifact_uri.startswith((tmp_path / "workspace/mlflow/artifacts").as_uri())
-    mlflow.set_tracking_uri(None)
+    assert stored.info.artifact_uri.startswith((tmp_path / "workspace/mlflow/artifacts").resolve().as_uri())
