@@ -110,7 +110,7 @@ def test_metrics_and_plots_diff_compare_a_commit_with_an_experiment(session):
     diff = _command(session, "dvc metrics diff")
     assert "reports/rl/metrics.json" in diff and "sweep-2" in diff, diff
     _command(session, "dvc plots diff")
-    html = (session["workspace"] / "reports/plots/sweep/index.html").read_text(encoding="utf-8")
+    html = (session["workspace"] / "reports/plots/index.html").read_text(encoding="utf-8")
     assert "sweep-1" in html and "HEAD" in html
 
 
