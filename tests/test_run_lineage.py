@@ -125,3 +125,21 @@ def test_stage_runs_carry_the_dvc_experiment_and_track_into_the_queuing_workspac
     assert stored.data.tags["dvc_exp_name"] == "sweep-1"
     assert (tmp_path / "workspace/mlflow/mlflow.db").is_file() and not (copy / "mlflow").exists()
     assert stored.info.artifact_uri.startswith((tmp_path / "workspace/mlflow/artifacts").resolve().as_uri())
+
+
+def test_a_float_dvc_exp_run_writes_into_params_yaml_loads_as_a_number(tmp_path):
+    """`dvc exp run -S rl.learning_rate=1e-5` makes DVC (ruamel, YAML 1.2) write `1e-05`, which PyYAML's
+    YAML 1.1 read as the string '1e-05': every rl run of the sweep failed in the optimizer."""
+    import io as _io
+
+    from ruamel.yaml import YAML
+
+    from videoreasoner.core.params import load_params
+
+    buf = _io.StringIO()
+    YAML().dump({"rl": {"learning_rate": 1e-5, "max_steps": 2, "name": "1e-5x"}}, buf)
+    assert "1e-05" in buf.getvalue()
+    (tmp_path / "params.yaml").write_text(buf.getvalue() + "quoted: '1e-05'\n")
+    params = load_params(tmp_path / "params.yaml")
+    assert params["rl"] == {"learning_rate": 1e-5, "max_steps": 2, "name": "1e-5x"}
+    assert params["quoted"] == "1e-05"  # a quoted value stays text
