@@ -86,8 +86,10 @@ def test_the_sweep_runs_every_grid_point_in_queue_order(session):
     for run in runs:  # each experiment's stages tracked into the workspace's store, named after it
         started.setdefault(run.data.tags["dvc_exp_name"], {})[run.data.tags["stage"]] = run.info.start_time
     assert sorted(started) == names, sorted(started)
-    for name in names:
-        assert list(started[name]) and sorted(started[name], key=started[name].get) == ["rl", "tts", "evaluate"]
+    order = ["rl", "tts", "evaluate"]  # tts and evaluate run only when rl's model files changed (on this
+    for name in names:                 # profile one rl step may leave them as they were: DVC skips both)
+        ran = sorted(started[name], key=started[name].get)
+        assert ran == order[:len(ran)] and ran[0] == "rl", (name, ran)
     firsts = [min(started[n].values()) for n in names]
     lasts = [max(started[n].values()) for n in names]
     assert all(lasts[i] < firsts[i + 1] for i in range(len(names) - 1)), "experiments overlapped or ran out of order"
