@@ -39,8 +39,8 @@ def next_steps(repo: str | Path) -> list[str]:
     """Lines for the user: commit + push when the run changed dvc.lock or a git-carried file, then how to
     compare; when nothing changed, that the run is the committed baseline."""
     repo = Path(repo)
-    if not (repo / LOCK).is_file():
-        return []
+    if not (repo / LOCK).is_file() or not (repo / "dvc.yaml").is_file():
+        return []  # nothing has run here (or this is not a DVC workspace): nothing to commit
     changed = uncommitted(repo, [LOCK, *git_carried_outputs(repo)])
     compare = ("compare with the committed baseline: `dvc metrics diff` and `dvc plots diff` (workspace vs "
                "HEAD); every experiment with its params and metrics: `dvc exp show` (README: Comparing runs)")
