@@ -11,6 +11,7 @@ from pathlib import Path
 from videoreasoner.core import telemetry  # noqa: F401
 from flows.cli_logging import cli_logging
 from flows.lineage import already_done
+from flows.next_steps import next_steps
 from videoreasoner.core.tracking import redact
 
 log = logging.getLogger("flows.pipeline")
@@ -30,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     cli_logging()
     if not args.force and (reason := already_done(args.repo, not args.no_register)):
         log.info("nothing to do: %s (--force re-runs every stage)", reason)
+        if not args.no_register:
+            _record_revision(args.repo)
+        for line in next_steps(args.repo):
+            log.info("%s", line)
         return 0
     from flows.pipeline import StageFailed, WorkspaceBusy, pipeline  # Prefect only when there is work
 
@@ -53,7 +58,25 @@ def main(argv: list[str] | None = None) -> int:
     log.info("Prefect UI: `vr servers prefect-ui`, then http://127.0.0.1:4200 (flow runs in PREFECT_HOME=%s)",
              os.environ["PREFECT_HOME"])
     log.info("champion: %s", f"version {champion}" if champion else "none registered yet")
+    for line in next_steps(repo):
+        log.info("%s", line)
     return 0
+
+
+def _record_revision(repo: str) -> None:
+    """An up-to-date workspace whose run was committed since it was registered: put the commit on the
+    version (flows/revision.py), without starting Prefect."""
+    from flows.aliases import find_version
+    from flows.gates import load_rules
+    from flows.lineage import lineage_tags
+    from flows.registry_tracking import tracking_setup
+    from flows.revision import record_revision
+
+    tracking_setup(repo)
+    rules = load_rules(Path(repo) / "mlflow/registry.yaml")
+    version = find_version(rules, "dvc_lock_hash", lineage_tags(repo)["dvc_lock_hash"])
+    if version and (rev := record_revision(repo, rules.model_name, version)):
+        log.info("%s version %s: DVC revision %s recorded", rules.model_name, version, rev)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,16 @@ from flows.dag import stage_order
 
 
 def lineage_tags(repo: str | Path, pipeline_run_id: str = "") -> dict[str, str]:
-    """git commit, the dvc.lock hash of every stage (`dvc_lock.<stage>`) and of the whole pipeline."""
-    from videoreasoner.core.tracking import dvc_lock_hash, git_commit
+    """git commit, the DVC revision (flows/revision.py: the commit holding this dvc.lock, or
+    `uncommitted`), the DVC experiment's name inside `dvc exp run`, the dvc.lock hash of every stage
+    (`dvc_lock.<stage>`) and of the whole pipeline."""
+    from flows.revision import REV_TAG, dvc_revision
+    from videoreasoner.core.tracking import dvc_experiment_tags, dvc_lock_hash, git_commit
 
     repo = Path(repo).resolve()
     with contextlib.chdir(repo):
-        tags = {"git_commit": git_commit(), "pipeline_run_id": pipeline_run_id}
+        tags = {"git_commit": git_commit(), "pipeline_run_id": pipeline_run_id, REV_TAG: dvc_revision(repo),
+                **dvc_experiment_tags()}
         stages = stage_order(repo)
         tags.update({f"dvc_lock.{s}": dvc_lock_hash(s, repo / "dvc.lock") for s in stages})
     tags["dvc_lock_hash"] = "-".join(tags[f"dvc_lock.{s}"][:8] for s in stages)

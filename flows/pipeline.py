@@ -196,6 +196,7 @@ def register_and_promote(repo: str, tags: dict[str, str], parent_run_id: str) ->
     from flows.gates import load_rules
     from flows.registration import register_workspace
     from flows.registry_tracking import mlflow_client
+    from flows.revision import record_revision
 
     logger = _logger()
     rules = load_rules(Path(repo) / "mlflow/registry.yaml")
@@ -208,6 +209,8 @@ def register_and_promote(repo: str, tags: dict[str, str], parent_run_id: str) ->
     if existing:
         logger.info("%s version %s already holds this pipeline state: not registering again",
                     rules.model_name, existing)
+        if rev := record_revision(repo, rules.model_name, existing):
+            logger.info("%s version %s: DVC revision %s recorded", rules.model_name, existing, rev)
         return {"version": existing, "registered": False, "champion": alias_version(rules, rules.champion)}
     result = register_workspace(repo, rules, tags=tags, parent_run_id=parent_run_id)
     logger.info("registered %s version %s: %s", rules.model_name, result["version"], result["decision"])

@@ -7,6 +7,7 @@ names its section."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -19,9 +20,19 @@ from videoreasoner.core.paths import PARAMS_FILE
 T = TypeVar("T")
 
 
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading floats as YAML 1.2 does. PyYAML (YAML 1.1) needs a dot in a float,
+    so `1e-05` stayed a string; DVC writes exactly that for `dvc exp run -S rl.learning_rate=1e-5`
+    (ruamel, YAML 1.2), and the optimizer then failed comparing a str with 0.0."""
+
+
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
 def load_params(path: str | os.PathLike = PARAMS_FILE) -> dict[str, Any]:
     with open(path, encoding="utf-8") as fh:
-        params = yaml.safe_load(fh) or {}
+        params = yaml.load(fh, Loader=ParamsLoader) or {}  # noqa: S506 (a SafeLoader subclass)
     if not isinstance(params, dict):
         raise ValueError(f"{path}: expected a mapping of sections at the top level")
     return params

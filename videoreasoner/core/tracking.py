@@ -2,7 +2,8 @@
 
 Tracking URI from MLFLOW_TRACKING_URI, default `sqlite:///mlflow/mlflow.db` with artifacts under
 mlflow/artifacts/. Telemetry is off (videoreasoner.core.telemetry). Tags: git commit, the
-stage's dvc.lock entry hash, and the pipeline run id from PIPELINE_RUN_ID when a flow sets it; a stage
+stage's dvc.lock entry hash, the pipeline run id from PIPELINE_RUN_ID when a flow sets it, and the DVC
+experiment's name and baseline commit inside `dvc exp run` (`dvc_exp_name`, `dvc_exp_baseline_rev`); a stage
 run nests under MLFLOW_PARENT_RUN_ID (the flow's parent run) when that is set.
 """
 from __future__ import annotations
@@ -34,8 +35,20 @@ def redact(text: str) -> str:
     return _CREDENTIALS.sub("", text)
 
 
+def workspace_root() -> Path:
+    """The DVC workspace the stage belongs to: DVC_ROOT, which DVC sets for every stage command, and which a
+    queued `dvc exp run` points at the workspace it was queued from while the stage runs in a temporary
+    copy (.dvc/tmp/exps/): its MLflow runs must land in that workspace's store, not in the deleted copy.
+    The current directory when DVC did not start the process (`vr <stage>`, tests)."""
+    return Path(os.environ.get("DVC_ROOT") or ".")
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
+    """MLFLOW_TRACKING_URI, else the embedded store of `workspace_root()` (DEFAULT_URI outside DVC)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    root = os.environ.get("DVC_ROOT")
+    return f"sqlite:///{Path(root).resolve() / 'mlflow/mlflow.db'}" if root else DEFAULT_URI
 
 
 def git_commit() -> str:
@@ -59,6 +72,17 @@ def dvc_lock_hash(stage: str, lock: Path = Path("dvc.lock")) -> str:
     if entry is None:
         return "none"
     return hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# Set by `dvc exp run` (workspace or queue) in every stage command's environment.
+DVC_EXP_ENV = {"DVC_EXP_NAME": "dvc_exp_name", "DVC_EXP_BASELINE_REV": "dvc_exp_baseline_rev"}
+
+
+def dvc_experiment_tags() -> dict[str, str]:
+    """{"dvc_exp_name": ..., "dvc_exp_baseline_rev": ...} inside a `dvc exp run`, else {}: the MLflow runs of
+    an experiment carry its name, so `dvc exp show` and the MLflow UI (filter `tags.dvc_exp_name = 'x'`)
+    point at each other."""
+    return {tag: os.environ[var] for var, tag in DVC_EXP_ENV.items() if os.environ.get(var)}
 
 
 _METRIC_NAME_BAD = re.compile(r"[^A-Za-z0-9_.\- /:]")
@@ -119,11 +143,12 @@ def stage_run(stage: str, params: dict[str, Any] | None = None, enabled: bool = 
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-        mlflow.create_experiment(EXPERIMENT, artifact_location=ARTIFACTS_DIR.resolve().as_uri())
+        artifacts = workspace_root() / ARTIFACTS_DIR
+        artifacts.mkdir(parents=True, exist_ok=True)
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.resolve().as_uri())
     mlflow.set_experiment(EXPERIMENT)
     tags = {"stage": stage, "git_commit": git_commit(), "dvc_lock_hash": dvc_lock_hash(stage),
-            "pipeline_run_id": os.environ.get("PIPELINE_RUN_ID", "")}
+            "pipeline_run_id": os.environ.get("PIPELINE_RUN_ID", ""), **dvc_experiment_tags()}
     parent = os.environ.get("MLFLOW_PARENT_RUN_ID") or None
     with mlflow.start_run(run_name=stage, tags=tags, parent_run_id=parent) as active:
         log.info("MLflow run %s (%s)", active.info.run_id, redact(uri))
