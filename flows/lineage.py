@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from flows.dag import stage_order
+from flows.dag import runnable_stages, stage_order
 
 
 def lineage_tags(repo: str | Path, pipeline_run_id: str = "") -> dict[str, str]:
@@ -34,8 +34,9 @@ def already_done(repo: str | Path, register_model: bool = True) -> str | None:
     repo = Path(repo).resolve()
     if not (repo / "dvc.lock").is_file():
         return None
+    frozen = set(stage_order(repo)) - set(runnable_stages(repo))  # never run by the flow (pretrain)
     with Repo(str(repo)) as dvc_repo:
-        if dvc_repo.status():
+        if any(name.rpartition(":")[2] not in frozen for name in dvc_repo.status()):
             return None
     if not register_model:
         return "every stage is up to date"
