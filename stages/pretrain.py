@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 from videoreasoner.core import telemetry  # noqa: F401
 from videoreasoner.core.atomic import atomic_dir, read_jsonl, write_json
 from videoreasoner.core.paths import CHECKPOINTS, PRETRAINED_BASE, split_file
-from videoreasoner.core.tracking import stage_run, trainer_callback
+from videoreasoner.core.tracking import git_commit, stage_run, trainer_callback
 from videoreasoner.data.selection import select_records
 from videoreasoner.data.world.config import WorldConfig
 from videoreasoner.data.world.questions import inventory
@@ -77,13 +76,6 @@ def scenes_by_path(records: list[dict], world: WorldConfig, video_root: Path) ->
     return scenes
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _params_sections(cfg: PretrainRun) -> dict[str, Any]:
     return {"pretrain": cfg.pretrain, "model.tiny": cfg.tiny, "video": cfg.video, "data.synthetic": cfg.world}
 
@@ -97,7 +89,7 @@ def run(cfg: PretrainRun) -> dict[str, Any]:
     params = dict(cfg.pretrain or {})  # TRL's parser names any unknown key
     own = {k: params[k] for k in OWN_KEYS if k in params}
     trl_params = {k: v for k, v in params.items() if k not in OWN_KEYS}
-    t0, commit = time.perf_counter(), _git_commit()  # the code that trains, not whatever HEAD is at the end
+    t0, commit = time.perf_counter(), git_commit()  # the code that trains, not whatever HEAD is at the end
     video_cfg, world = VideoConfig.from_params(cfg.video), WorldConfig.from_params(cfg.world)
     tiny_cfg = TinyConfig.from_params(cfg.tiny)
     records = read_jsonl(cfg.train_file)

@@ -55,6 +55,17 @@ def read_lines(entry: dict) -> Iterator[tuple[str, str]]:
                 yield f"{entry['path']}:{lineno}", line.rstrip("\n")
 
 
+def json_object(line: str, where: str) -> dict:
+    """One JSON-lines row as a dict; not JSON, or not an object, is a RecordError naming the line."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RecordError(where, "(line)", f"not valid JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise RecordError(where, "(entry)", f"expected a JSON object, got {type(row).__name__}")
+    return row
+
+
 def note_error(entry: dict, exc: RecordError) -> None:
     """Count a malformed entry of the source; keep its error while fewer than `max_errors` are kept."""
     entry["n_errors"] = entry.get("n_errors", 0) + 1

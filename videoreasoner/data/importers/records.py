@@ -28,7 +28,7 @@ import json
 from collections.abc import Iterator
 
 from videoreasoner.core.schema import Record, RecordError
-from videoreasoner.data.importers.common import (each_entry, probe_video, read_lines, record, typed_answer,
+from videoreasoner.data.importers.common import (each_entry, json_object, probe_video, read_lines, record, typed_answer,
                                                  video_ref)
 from videoreasoner.data.importers.option_prefixes import strip_option_prefixes
 from videoreasoner.data.record_checks import check_video
@@ -64,12 +64,7 @@ def _answer(row: dict, options: list[str] | None, where: str):
 
 
 def _row(entry: dict, where: str, line: str) -> Record:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise RecordError(where, "(line)", f"not valid JSON ({exc.msg})") from None
-    if not isinstance(row, dict):
-        raise RecordError(where, "(entry)", f"expected a JSON object, got {type(row).__name__}")
+    row = json_object(line, where)
     native_id = _native_id(entry, row, where)
     where = f"{where} (id {native_id})"
     options, stripped = row.get("options"), False

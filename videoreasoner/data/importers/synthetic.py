@@ -11,10 +11,9 @@ Multiple-choice options follow the letter-prefix rule of videoreasoner/data/impo
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
-from videoreasoner.data.importers.common import each_entry, read_lines, record, video_ref
+from videoreasoner.data.importers.common import each_entry, json_object, read_lines, record, video_ref
 from videoreasoner.data.importers.option_prefixes import strip_option_prefixes
 from videoreasoner.core.schema import Record, RecordError
 
@@ -26,12 +25,7 @@ def load(entry: dict) -> Iterator[Record]:
 
 
 def _row(entry: dict, where: str, line: str) -> Record:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise RecordError(where, "(line)", f"not valid JSON ({exc.msg})") from None
-    if not isinstance(row, dict):
-        raise RecordError(where, "(entry)", f"expected a JSON object, got {type(row).__name__}")
+    row = json_object(line, where)
     if not isinstance(row.get("id"), (str, int)) or row.get("id") == "":
         raise RecordError(where, "id", "missing or not a string")
     video = video_ref(entry, row.get("video"), where, "video")
