@@ -53,3 +53,22 @@ def distinct_characters_reward():
     def distinct_characters(completions, **_columns):
         return [len(set(completion_text(c))) / 10.0 for c in completions]
     return distinct_characters
+
+
+def pausing_callback(make_callback, after_step: int, marker: str):
+    """Wraps a stage's `trainer_callback` factory: the callback it returns also writes `marker` (a file in
+    the working directory) and then waits, at the beginning of step `after_step + 1`, so a test can kill
+    the process at a known point (step `after_step` logged and, if due, saved; nothing later)."""
+    import time
+
+    def make(run):
+        callback = make_callback(run)
+
+        def on_step_begin(args, state, control, **kwargs):
+            if state.global_step == after_step:
+                Path(marker).touch()
+                while True:
+                    time.sleep(1)
+        callback.on_step_begin = on_step_begin
+        return callback
+    return make

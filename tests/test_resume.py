@@ -35,14 +35,21 @@ RL = {"bf16": False, "fp16": False, "activation_checkpointing": False, "max_step
       "disable_tqdm": True, "max_records": 6}
 
 
-def _start(workspace: Path, stage: str) -> subprocess.Popen:
-    """The stage as its own process; its log goes to a file (a full pipe would stall it)."""
+def _start(workspace: Path, stage: str, pause_after: int) -> subprocess.Popen:
+    """The stage as its own process; its log goes to a file (a full pipe would stall it).
+
+    Once step `pause_after` is done (logged, and saved if it was a save step), the stage writes
+    `paused` in the workspace and waits there before beginning the next step, so the kill lands
+    inside the checkpoint interval however fast the machine is (a kill timed by polling was once
+    too late: the last checkpoint had already been written)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{workspace}/mlflow.db",
            "PYTHONUNBUFFERED": "1"}
     log = open(workspace / f"{stage}.log", "a")
-    # The stage's main, with the test reward that changes an untrained model's weights (helpers_world).
+    # The stage's main, with the test reward that changes an untrained model's weights (helpers_world),
+    # and its MLflow callback extended to pause before step pause_after + 1.
     code = ("import sys, videoreasoner.training.rewards as r, tests.helpers_world as h; "
             f"r.REGISTRY['distinct_characters'] = h.distinct_characters_reward; import stages.{stage} as m; "
+            f"m.trainer_callback = h.pausing_callback(m.trainer_callback, {pause_after}, 'paused'); "
             "sys.exit(m.main())")
     return subprocess.Popen([sys.executable, "-c", code], cwd=workspace, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -67,24 +74,14 @@ def _logged_steps(workspace: Path, run_id: str) -> list[int]:
     return sorted(m.step for m in history)
 
 
-def _progress(workspace: Path, stage: str) -> int:
-    """The last step the (only) run of `stage` has logged; 0 before it has one."""
-    try:
-        runs = _stage_runs(workspace, stage)
-        return max(_logged_steps(workspace, runs.iloc[-1]["run_id"]), default=0) if len(runs) else 0
-    except Exception:  # the store is being created by the stage, or briefly locked by its writes
-        return 0
-
-
-def _kill_mid_interval(proc: subprocess.Popen, workspace: Path, stage: str, first: int) -> int:
-    """SIGKILL the stage once checkpoint-`first` is complete and a later step is done (so the kill
-    lands inside the next interval, losing work); returns the newest complete checkpoint's step."""
+def _kill_mid_interval(proc: subprocess.Popen, workspace: Path, stage: str) -> int:
+    """SIGKILL the stage once it has paused after the step past a checkpoint (see `_start`), so the kill
+    lands inside the next interval, losing work; returns the newest complete checkpoint's step."""
     deadline = time.monotonic() + 240
     try:
-        while (checkpoint_step(last_checkpoint(workspace / "checkpoints" / stage)) < first
-               or _progress(workspace, stage) <= first):
-            assert proc.poll() is None, f"{stage} exited before step {first + 1}:\n{_log_tail(workspace, stage)}"
-            assert time.monotonic() < deadline, f"{stage} did not pass checkpoint-{first} within 240 s"
+        while not (workspace / "paused").exists():
+            assert proc.poll() is None, f"{stage} exited before pausing:\n{_log_tail(workspace, stage)}"
+            assert time.monotonic() < deadline, f"{stage} did not pause within 240 s"
             time.sleep(0.1)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
@@ -158,8 +155,8 @@ def test_killed_sft_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
     params = {"sft": sft, "video": VIDEO, "compute": {"dtype": "float32"}}
     (ws / "params.yaml").write_text(yaml.safe_dump(params))
 
-    killed_at = _kill_mid_interval(_start(ws, "sft"), ws, "sft", first=SFT_SAVE)
-    assert SFT_SAVE <= killed_at < SFT_STEPS and not (ws / "models/sft").exists()
+    killed_at = _kill_mid_interval(_start(ws, "sft", pause_after=SFT_SAVE + 1), ws, "sft")
+    assert killed_at == SFT_SAVE and not (ws / "models/sft").exists()
     checkpoint = _weights_of(ws / f"checkpoints/sft/checkpoint-{killed_at}")
     metrics, at_start = _rerun(ws, "sft", monkeypatch)
     _assert_resumed_weights(at_start, checkpoint)
@@ -182,8 +179,8 @@ def test_killed_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
     (ws / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.setitem(REGISTRY, "distinct_characters", distinct_characters_reward)
 
-    killed_at = _kill_mid_interval(_start(ws, "rl"), ws, "rl", first=RL_SAVE)
-    assert RL_SAVE <= killed_at < RL_STEPS and not (ws / "models/rl").exists()
+    killed_at = _kill_mid_interval(_start(ws, "rl", pause_after=RL_SAVE + 1), ws, "rl")
+    assert killed_at == RL_SAVE and not (ws / "models/rl").exists()
     checkpoint = _weights_of(ws / f"checkpoints/rl/checkpoint-{killed_at}")
     base = _weights_of(ws / "models/sft")  # the weights RL started from
     assert any(not torch.equal(base[k], v) for k, v in checkpoint.items()), "the checkpoint must hold trained weights"
