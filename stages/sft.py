@@ -15,7 +15,7 @@ from typing import Any
 from videoreasoner.core import telemetry  # noqa: F401
 from videoreasoner.core.atomic import read_jsonl, write_json
 from videoreasoner.core.tracking import stage_run, trainer_callback
-from videoreasoner.data.selection import select_records
+from videoreasoner.data.selection import select_records, with_perception_replay
 from videoreasoner.core.paths import CHECKPOINTS, MODELS_BASE, MODELS_SFT, SFT_METRICS
 from videoreasoner.training.checkpoints import file_digest, fingerprint, finish_checkpoints, model_digest
 from videoreasoner.training.launch import ComputeConfig, launch_rank
@@ -48,8 +48,9 @@ class SFTRun:
 def run(cfg: SFTRun) -> dict[str, Any]:
     """Train on the reasoning records of the train split, save to cfg.out_dir, return the metrics."""
     video_cfg = VideoConfig.from_params(cfg.video)
-    records = select_records(read_jsonl(cfg.train_file), "reasoning")
     own, _ = split_params(cfg.sft)
+    records = with_perception_replay(read_jsonl(cfg.train_file), float(own.get("perception_replay", 0.0)),
+                                     int(cfg.sft.get("seed", 0)))
     run_fp = fingerprint(sft=cfg.sft, video=cfg.video, compute=cfg.compute, train=file_digest(cfg.train_file),
                          base=model_digest(cfg.base_dir))
     dtype = cfg.compute.get("dtype", "float32")
@@ -57,7 +58,8 @@ def run(cfg: SFTRun) -> dict[str, Any]:
     with stage_run("sft", {"sft": cfg.sft, "video": cfg.video, "compute": cfg.compute},
                    cfg.tracking and main_process) as mlrun:
         model, processor = load_model_and_processor(cfg.base_dir, dtype)
-        log.info("sft: %d reasoning records from %s", len(records), cfg.train_file)
+        log.info("sft: %d records from %s (reasoning, plus perception_replay %s)", len(records), cfg.train_file,
+                 own.get("perception_replay", 0.0))
         trl_params = {**cfg.sft, **ComputeConfig.from_params(cfg.compute).trainer_overrides()}
         with count_video_tokens() as meter:  # video tokens per training row, at the processor
             model, summary = train(model, processor, records, cfg.video_root, trl_params, video_cfg,

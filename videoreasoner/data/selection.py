@@ -33,3 +33,21 @@ def subset(records: list[dict], per_type: int | None) -> list[dict]:
             seen[ptype] = seen.get(ptype, 0) + 1
             out.append(record)
     return out
+
+
+def with_perception_replay(records: list[dict], share: float, seed: int) -> list[dict]:
+    """The reasoning records of `records` plus round(share x their count) perception records, drawn
+    without replacement with `seed` (all of them when fewer exist), appended after the reasoning ones
+    (the trainer shuffles). share 0: the reasoning records alone.
+
+    Why: supervised fine-tuning on chain-of-thought items alone overwrites what a pretrained base
+    learned from direct-answer perception items (measured on the shipped tiny base); mixing some of
+    them back in (rehearsal) is the usual remedy."""
+    import random
+
+    if not 0.0 <= share <= 10.0:
+        raise ValueError(f"sft.perception_replay must be in [0, 10] (perception records per reasoning record), got {share}")
+    reasoning = select_records(records, "reasoning")
+    perception = select_records(records, "perception")
+    wanted = min(len(perception), round(share * len(reasoning)))
+    return reasoning + random.Random(seed).sample(perception, wanted)
