@@ -149,7 +149,15 @@ def team(repo: Path, command: str, auth: bool) -> int:
         else:
             from flows.team_auth import create_users
 
-            for user, what in create_users(settings.mlflow_url).items():
+            from mlflow.exceptions import MlflowException
+
+            try:
+                done = create_users(settings.mlflow_url)
+            except MlflowException as exc:
+                log.error("could not create the users on %s (started with --auth? admin from "
+                          "MLFLOW_TRACKING_USERNAME/PASSWORD?): %s", settings.mlflow_url, exc)
+                return 1
+            for user, what in done.items():
                 log.info("user %s %s", user, what)
     except team_servers.ServerError as exc:
         log.error("%s", exc)

@@ -157,6 +157,9 @@ def postgres_up(team: Team) -> None:
     for folder in (run, team.state / "logs"):
         _give_to_pg_user(team, folder)
     team.state.chmod(0o755)  # the PostgreSQL account must reach pg/, run/ and logs/ (secrets stay mode 600)
+    if subprocess.run(_as_pg_user(team, ["test", "-w", str(run)])).returncode != 0:
+        raise ServerError(f"the PostgreSQL account {team.os_user!r} cannot reach {run} (a folder above it is closed "
+                          "to other users, e.g. mode 700): set VR_SERVERS_DIR to a folder it can reach")
     if not (data / "PG_VERSION").exists():
         data.mkdir(mode=0o700, exist_ok=True)
         _give_to_pg_user(team, data)

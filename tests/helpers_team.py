@@ -53,7 +53,7 @@ def require_postgres() -> None:
     from flows.team_servers import ServerError, Team, pg_bin
 
     try:
-        pg_bin(Team(state=Path(".")))
+        pg_bin(Team.from_env(ROOT))
     except ServerError as exc:
         pytest.fail(f"team-mode tests need PostgreSQL: {exc}. (.ci/run installs it; set VR_SKIP_TEAM_TESTS=1 "
                     "to skip these tests on purpose)", pytrace=False)

@@ -105,3 +105,15 @@ def test_the_stack_is_healthy_local_only_and_up_is_idempotent(team):
     pids = {name: (team.state / f"{name}.pid").read_text() for name in team_servers.SERVICES}
     team.servers("up", "--auth")  # everything answers: nothing is restarted
     assert pids == {name: (team.state / f"{name}.pid").read_text() for name in team_servers.SERVICES}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as another user PostgreSQL runs as that user itself")
+def test_a_state_dir_the_postgresql_account_cannot_reach_is_refused_clearly(tmp_path):
+    from tests.helpers_team import require_postgres
+
+    require_postgres()
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    with pytest.raises(ServerError, match="cannot reach .*set VR_SERVERS_DIR"):
+        team_servers.postgres_up(Team(state=closed / "state"))
+    assert not (closed / "state/pg").exists()
