@@ -10,7 +10,8 @@
 
 Everything comes from the environment (defaults in brackets); nothing binds beyond VR_SERVERS_HOST:
   VR_SERVERS_DIR [<repo>/.servers]   state: pg/ (cluster), artifacts/, logs/*.log, *.pid, prefect/ (home)
-  VR_SERVERS_HOST [127.0.0.1]        the one address all three listen on
+  VR_SERVERS_HOST [127.0.0.1]        the address MLflow and Prefect listen on (a worker on another machine
+                                     needs one it reaches); PostgreSQL listens on 127.0.0.1 only
   VR_PG_PORT [55432]  VR_MLFLOW_PORT [5000]  VR_PREFECT_PORT [4200]
   VR_PG_USER [vr]                    superuser of the cluster, owner of the databases
   VR_PG_PASSWORD                     its password; unset: one is made on the first `up` and kept in
@@ -38,6 +39,7 @@ from pathlib import Path
 SERVICES = ("mlflow", "prefect")  # started as processes of their own; postgres is pg_ctl's
 HEALTH_TIMEOUT_S = 240.0  # MLflow's and Prefect's first start migrate their schemas: ~1 min on 2 busy cores
 DATABASES = ("mlflow", "prefect", "mlflow_auth")
+PG_HOST = "127.0.0.1"  # only MLflow and Prefect, on this machine, talk to the database: never exposed
 
 
 class ServerError(RuntimeError):
@@ -78,7 +80,7 @@ class Team:
 
     def db_uri(self, database: str, driver: str = "postgresql") -> str:
         """A SQLAlchemy URI without the password (libpq and asyncpg read PGPASSWORD)."""
-        return f"{driver}://{self.pg_user}@{self.host}:{self.pg_port}/{database}"
+        return f"{driver}://{self.pg_user}@{PG_HOST}:{self.pg_port}/{database}"
 
     def log(self, name: str) -> Path:
         return self.state / "logs" / f"{name}.log"
@@ -149,7 +151,7 @@ def _tail(path: Path, chars: int = 3000) -> str:
 
 
 def postgres_up(team: Team) -> None:
-    """initdb on first use (scram passwords, TCP on team.host only, socket in <state>/run), then pg_ctl start."""
+    """initdb on first use (scram passwords; TCP on PG_HOST only, socket in <state>/run), then pg_ctl start."""
     data, run = team.state / "pg", team.state / "run"
     bin_dir = pg_bin(team)
     for folder in (team.state, team.state / "logs", run):
@@ -178,7 +180,7 @@ def postgres_up(team: Team) -> None:
     log = team.log("postgres")
     log.touch()
     _give_to_pg_user(team, log)
-    options = f"-c listen_addresses={team.host} -p {team.pg_port} -k {run}"
+    options = f"-c listen_addresses={PG_HOST} -p {team.pg_port} -k {run}"
     try:
         _run(_as_pg_user(team, [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
                                 "-w", "-t", "120", "start"]), "starting PostgreSQL")
@@ -199,7 +201,7 @@ def create_databases(team: Team) -> None:
     """The databases MLflow, its auth app and Prefect keep their schemas in (created once)."""
     import psycopg2
 
-    conn = psycopg2.connect(host=team.host, port=team.pg_port, user=team.pg_user, password=pg_password(team),
+    conn = psycopg2.connect(host=PG_HOST, port=team.pg_port, user=team.pg_user, password=pg_password(team),
                             dbname="postgres", connect_timeout=10)
     conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction
     try:
@@ -342,7 +344,7 @@ def down(team: Team) -> list[str]:
 
 def status(team: Team) -> dict[str, dict[str, object]]:
     rows: dict[str, dict[str, object]] = {"postgres": {"running": postgres_running(team),
-                                                       "address": f"{team.host}:{team.pg_port}"}}
+                                                       "address": f"{PG_HOST}:{team.pg_port}"}}
     rows["mlflow"] = {"pid": _pid(team, "mlflow"), "healthy": healthy(team, "mlflow"), "address": team.mlflow_url}
     rows["prefect"] = {"pid": _pid(team, "prefect"), "healthy": healthy(team, "prefect"),
                        "address": team.prefect_api_url}

@@ -116,3 +116,31 @@ def test_reader_reads_and_is_refused_every_write(team, registrar_version, monkey
     refused(client.set_registered_model_alias, MODEL, "challenger", version)
     refused(client.set_registered_model_alias, MODEL, "champion", version)
     refused(client.delete_model_version, MODEL, version)
+
+
+@pytest.mark.parametrize("status", [403, 500])
+def test_the_flow_step_leaves_a_refused_promotion_to_the_admin(tmp_path, monkeypatch, status):
+    """A registrar's pipeline registers, and a 403 on `champion` ends the step with the version challenger
+    and the admin's command to run; any other error still fails it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, PERMISSION_DENIED
+
+    from videoreasoner.core import params
+
+    code = PERMISSION_DENIED if status == 403 else INTERNAL_ERROR
+
+    def refuse(rules, version, force=False):
+        raise MlflowException("Permission denied", error_code=code)
+
+    monkeypatch.setattr(registration, "read_ladder_metrics", lambda path, models: ("rl", {"mc_accuracy": 0.5}))
+    monkeypatch.setattr(params, "load_params", lambda path: {})
+    monkeypatch.setattr(registration, "register", lambda *a, **k: "7")
+    monkeypatch.setattr(registration, "promote", refuse)
+    monkeypatch.setattr(registration, "alias_version", lambda rules, alias: "3")
+    if status != 403:
+        with pytest.raises(MlflowException):
+            registration.register_workspace(tmp_path, rules(), tags=LINEAGE)
+        return
+    result = registration.register_workspace(tmp_path, rules(), tags=LINEAGE)
+    assert result["version"] == "7" and result["promoted"] is False and result["champion"] == "3"
+    assert "vr registry promote 7" in result["decision"] and "HTTP 403" in result["decision"]

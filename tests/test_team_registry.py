@@ -19,7 +19,7 @@ from tests.helpers_team import ROOT  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-def test_two_workspaces_register_at_once_without_interfering(team, tmp_path):
+def test_two_workspaces_register_at_once_without_interfering(team, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
     env = dict(team.env, **team.as_user("admin"))
@@ -34,19 +34,16 @@ def test_two_workspaces_register_at_once_without_interfering(team, tmp_path):
         versions[run_id] = out.rsplit("VERSION ", 1)[1].split()[0]
     assert sorted(versions.values()) == ["1", "2"]
 
+    for key, value in team.as_user("reader").items():
+        monkeypatch.setenv(key, value)
     client = MlflowClient(team.mlflow_url)
-    os.environ.update(team.as_user("reader"))
-    try:
-        for run_id, version in versions.items():
-            mv = client.get_model_version("team-concurrent", version)
-            assert mv.tags["pipeline_run_id"] == run_id and mv.tags["dvc_lock_hash"] == f"hash-{run_id}"
-            assert mv.tags["registration"] == "complete" and mv.tags["run_id"] == mv.run_id
-            assert client.get_run(mv.run_id).data.tags["pipeline_run_id"] == run_id  # its own run
-        challenger = client.get_registered_model("team-concurrent").aliases["challenger"]
-        assert str(challenger) in versions.values()
-    finally:
-        for key in team.as_user("reader"):
-            os.environ.pop(key, None)
+    for run_id, version in versions.items():
+        mv = client.get_model_version("team-concurrent", version)
+        assert mv.tags["pipeline_run_id"] == run_id and mv.tags["dvc_lock_hash"] == f"hash-{run_id}"
+        assert mv.tags["registration"] == "complete" and mv.tags["run_id"] == mv.run_id
+        assert client.get_run(mv.run_id).data.tags["pipeline_run_id"] == run_id  # its own run
+    challenger = client.get_registered_model("team-concurrent").aliases["challenger"]
+    assert str(challenger) in versions.values()
 
 
 def test_a_server_restart_during_registration_is_retried_and_completes(team, tmp_path, monkeypatch):

@@ -22,6 +22,9 @@ def test_settings_come_from_the_environment_with_local_defaults(tmp_path):
                                     "VR_PG_USER": "team", "VR_MLFLOW_AUTH": "1"})
     assert (team.host, team.pg_port, team.mlflow_port, team.prefect_port, team.pg_user, team.auth) == (
         "10.0.0.5", 6000, 6001, 6002, "team", True)
+    cmd = team_servers.mlflow_command(team)  # the servers face the configured address, the database never does
+    assert cmd[cmd.index("--host") + 1] == "10.0.0.5" and team_servers.prefect_command(team)[-3] == "10.0.0.5"
+    assert team.db_uri("mlflow") == "postgresql://team@127.0.0.1:6000/mlflow"
     assert team_servers.exports(team) == ("export MLFLOW_TRACKING_URI=http://10.0.0.5:6001\n"
                                           "export PREFECT_API_URL=http://10.0.0.5:6002/api")
 
