@@ -6,6 +6,7 @@ it again and gives `challenger` back. MLflow calls are retried while the server 
 (flows/retries.py), then fail with RegistryUnavailable naming the server. If the server is gone for the
 clean-up too, the pending version stays: it is never found, promoted or rolled back to, and the next
 registration deletes it (once older than STALE_PENDING_S, so a concurrent registration is not hit).
+A promotion the server refuses (HTTP 403: a registrar on the team server) leaves the version challenger.
 """
 from __future__ import annotations
 
@@ -151,6 +152,18 @@ def register_workspace(repo: str | Path, rules: Rules, *, tags: dict[str, str],
     version = register(rules, repo / rules.model_dir, repo / rules.policy, metrics, settings=settings,
                        tags=tags, parent_run_id=parent_run_id,
                        code_paths=[str(repo / folder) for folder in SHIPPED_CODE])
-    decision = promote(rules, version)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        decision = promote(rules, version)
+    except MlflowException as exc:
+        # On a team server a registrar may register but not move champion (HTTP 403, flows/team_auth.py):
+        # the version is complete and stays challenger; promoting it is the admin's step.
+        if exc.get_http_status_code() != 403:
+            raise
+        log.warning("%s version %s registered; %s not moved: %s", rules.model_name, version, rules.champion, exc)
+        return {"version": version, "promoted": False, "champion": alias_version(rules, rules.champion),
+                "decision": f"not promoted: this user may not move {rules.champion!r} (HTTP 403); an admin "
+                            f"runs `vr registry promote {version}`"}
     return {"version": version, "promoted": decision.passed and decision.reasons != ("already champion",),
             "decision": decision.summary(), "champion": alias_version(rules, rules.champion)}

@@ -1,4 +1,12 @@
-"""Local servers: the MLflow tracking server, the Prefect UI, and the scheduled deployment served in-process.
+"""Servers: the team stack (PostgreSQL, MLflow, Prefect; flows/team_servers.py), and for one person the
+MLflow tracking server on the embedded store, the Prefect UI, and the scheduled deployment served in-process.
+
+  vr servers up [--auth]                     team mode: PostgreSQL + MLflow (proxied artifacts) + Prefect
+                                             server on 127.0.0.1, waits until healthy, prints the exports
+                                             (ports, credentials, state dir: flows/team_servers.py)
+  vr servers down | status                   stop all three (idempotent) | pid and health of each
+  vr servers users                           registrar and reader accounts on the --auth server
+                                             (flows/team_auth.py: who may move `champion`)
 
   vr servers mlflow [--port 5000] [--auth]   MLflow on 127.0.0.1: sqlite backend store mlflow/mlflow.db,
                                              artifacts under mlflow/artifacts/ (the embedded store, served)
@@ -121,6 +129,42 @@ def serve(prefect_yaml: Path, name: str) -> None:
                    global_limit=spec.get("concurrency_limit"))
 
 
+def team(repo: Path, command: str, auth: bool) -> int:
+    """`vr servers up|down|status|users` (flows/team_servers.py, flows/team_auth.py)."""
+    import json
+
+    from flows import team_servers
+
+    settings = team_servers.Team.from_env(repo, auth=auth)
+    try:
+        if command == "up":
+            team_servers.up(settings)
+            print(team_servers.exports(settings))
+        elif command == "down":
+            log.info("stopped: %s", ", ".join(team_servers.down(settings)) or "nothing was running")
+        elif command == "status":
+            rows = team_servers.status(settings)
+            print(json.dumps(rows, indent=2))
+            return 0 if rows["postgres"]["running"] and all(rows[n]["healthy"] for n in team_servers.SERVICES) else 3
+        else:
+            from flows.team_auth import create_users
+
+            from mlflow.exceptions import MlflowException
+
+            try:
+                done = create_users(settings.mlflow_url)
+            except MlflowException as exc:
+                log.error("could not create the users on %s (started with --auth? admin from "
+                          "MLFLOW_TRACKING_USERNAME/PASSWORD?): %s", settings.mlflow_url, exc)
+                return 1
+            for user, what in done.items():
+                log.info("user %s %s", user, what)
+    except team_servers.ServerError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vr servers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     ml.add_argument("--auth", action="store_true", help="basic auth, admin from MLFLOW_TRACKING_USERNAME/PASSWORD")
     ui = sub.add_parser("prefect-ui", help="Prefect server + UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=4200)
+    team_up = sub.add_parser("up", help="team mode: PostgreSQL, MLflow and Prefect servers (flows/team_servers.py)")
+    team_up.add_argument("--auth", action="store_true", help="MLflow basic auth (admin MLFLOW_TRACKING_USERNAME/PASSWORD)")
+    sub.add_parser("down", help="stop the team servers")
+    sub.add_parser("status", help="pid and health of each team server")
+    sub.add_parser("users", help="create the registrar and reader on the team MLflow server (flows/team_auth.py)")
     sv = sub.add_parser("serve", help="serve the scheduled deployment of infra/prefect.yaml locally")
     sv.add_argument("--deployment", default="nightly")
     sv.add_argument("--prefect-file", type=Path, default=Path("infra/prefect.yaml"))
@@ -138,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     cli_logging()
     if args.command == "mlflow":
         return run_mlflow(args.repo, "127.0.0.1", args.port, args.auth)
+    if args.command in ("up", "down", "status", "users"):
+        return team(args.repo, args.command, getattr(args, "auth", False))
     if args.command == "prefect-ui":
         return run_prefect_ui(args.repo, "127.0.0.1", args.port)
     serve(args.repo / args.prefect_file, args.deployment)
