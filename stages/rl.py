@@ -39,6 +39,7 @@ from videoreasoner.training.checkpoints import (
     finish_checkpoints,
     model_digest,
     prepare_checkpoints,
+    same_data_callback,
 )
 from videoreasoner.training.trl_config import freeze_vision_tower, lora_config, parse_trl_config
 from videoreasoner.video.config import VideoConfig
@@ -204,9 +205,11 @@ def run(cfg: RLRun) -> dict[str, Any]:
                  own["variant"], len(funcs))
         with args.main_process_first(local=False, desc="checkpoints/rl"):  # one process clears stale ones
             resume = prepare_checkpoints(cfg.checkpoint_dir, run_fp)
+        same_data = same_data_callback(records, f"RL records of {cfg.train_file}")
         kwargs = dict(model=model, reward_funcs=funcs, args=args, train_dataset=to_dataset(records),
                       processing_class=processor, peft_config=lora_config(own.get("lora")),
-                      callbacks=[trainer_callback(mlrun)], video_config=video_cfg, video_root=cfg.video_root,
+                      callbacks=[trainer_callback(mlrun), same_data],
+                      video_config=video_cfg, video_root=cfg.video_root,
                       skip_zero_variance_groups=bool(own["skip_zero_variance_groups"]))
         trainer = (TemporalContrastGRPOTrainer(**kwargs, temporal_contrast=contrast) if contrast.enabled
                    else VideoGRPOTrainer(**kwargs))
