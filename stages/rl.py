@@ -19,7 +19,7 @@ from typing import Any
 from videoreasoner.core import telemetry  # noqa: F401  (telemetry opt-outs before any tool is imported)
 from videoreasoner.core.atomic import atomic_dir, atomic_path, read_jsonl, write_json
 from videoreasoner.core.params import SectionDefaults
-from videoreasoner.training.launch import ComputeConfig, launch_rank
+from videoreasoner.training.launch import ComputeConfig, join_process_group, launch_rank
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
 from videoreasoner.core.paths import MODELS_RL, RL_REPORTS
 from videoreasoner.training.rewards import DEFAULT_REWARDS, build_rewards
@@ -182,6 +182,7 @@ def run(cfg: RLRun) -> dict[str, Any]:
         raise ValueError("params rl.reward_weights: weights belong to params `rewards` ({name, weight, kwargs})")
     compute = ComputeConfig.from_params(cfg.compute)
     trl_params = {**trl_params, **compute.trainer_overrides()}
+    join_process_group(trl_params, GRPOConfig)  # before the config starts the group: collectives time out
     args = parse_trl_config(GRPOConfig, trl_params, cfg.checkpoint_dir, required=REQUIRED_TRL_KEYS)
     video_cfg = VideoConfig.from_params(cfg.video)
     contrast = TemporalContrastConfig.from_params(own.get("temporal_contrast"))

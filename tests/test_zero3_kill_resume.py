@@ -31,8 +31,8 @@ SAVE, STEPS = 2, 4
 # The launcher checks its ranks once a second and terminates the others when one fails. Measured here:
 # the launcher exits about 1 s after the kill.
 KILL_TO_EXIT_S = 30
-# params sft.ddp_timeout (transformers' process-group timeout, 1800 s by default): the bound on a rank
-# waiting in a collective for a peer that is alive but stuck.
+# params sft.ddp_timeout (the process group's timeout, 1800 s by default): the bound on a rank waiting in
+# a collective for a peer that is alive but stuck (tests/test_collective_timeout.py).
 DDP_TIMEOUT_S = 60
 # Loaded by every Python process of the job (it is first on PYTHONPATH); only the rank named in
 # VR_TEST_PAUSE_RANK gets the pausing callback of tests/helpers_world.py.
@@ -117,6 +117,7 @@ def test_zero3_sft_killed_rank_fails_retryably_and_resumes_weight_exact(tmp_path
     assert done.returncode == 0, log[-4000:]
     assert "under ZeRO-3: all 45 tensors in memory, gathered from every rank, equal the checkpoint's" in log, log[-3000:]
     assert log.count("all 2 ranks read the same reasoning records") == 2
+    assert log.count(f"gloo process group, collectives time out after {DDP_TIMEOUT_S} s") == 2  # params' bound
     metrics = yaml.safe_load((root / "reports/sft/metrics.json").read_text())
     assert metrics["resumed_from_step"] == SAVE and metrics["steps"] == STEPS
 
