@@ -95,7 +95,7 @@ def save_model_and_processor(model, processor, out_dir: str | os.PathLike,
     A PEFT model is merged into its base first, so every saved checkpoint loads without peft.
     extra_files: name -> JSON-serialisable object written beside the weights (e.g. build info).
     state_dict: the weights to write instead of the model's own (in-memory key names), e.g. the whole
-    weights of a ZeRO-3-partitioned model (videoreasoner/training/zero3.py `whole_state_dict`).
+    weights of a ZeRO-3-partitioned model (`checkpoint_weights.whole_state_dict`).
     """
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
