@@ -10,7 +10,9 @@ tensors of shape (0,)), which model_io refused to load.
 
 The kill is not timed by polling: rank 1 pauses at the beginning of step SAVE + 2 (checkpoint SAVE
 written, step SAVE + 1 done) and writes its pid to a marker file; rank 0 goes on into that step and
-waits for rank 1 in a collective, where a dead peer would leave it without the launcher.
+waits for rank 1 in a collective (were no launcher watching, only the collective's error or the params'
+ddp_timeout would end that wait). The re-run also computes the loss gap, whose forwards are collectives
+under ZeRO-3: every rank runs them.
 """
 from __future__ import annotations
 
@@ -24,12 +26,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers_ranks import free_port
 from helpers_world import TINY_SIZES, VIDEO, make_workspace, trl_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SAVE, STEPS = 2, 4
 # The launcher checks its ranks once a second and terminates the others when one fails. Measured here:
-# the launcher exited 2.2 s after the kill (status 247: DeepSpeed passes on the rank's -9).
+# the launcher exited 2.2 to 2.4 s after the kill (status 247: DeepSpeed passes on the rank's -9).
 KILL_TO_EXIT_S = 30
 # params sft.ddp_timeout (the process group's timeout, 1800 s by default): the bound on a rank waiting in
 # a collective for a peer that is alive but stuck (tests/test_collective_timeout.py).
@@ -56,7 +59,7 @@ def _workspace(root: Path) -> Path:
                                          VideoConfig.from_params(VIDEO)), root / "models/base")
     sft = trl_params(max_steps=STEPS, per_device_train_batch_size=1, save_strategy="steps", save_steps=SAVE,
                      ddp_timeout=DDP_TIMEOUT_S, loss_gap_items=1)  # its forwards are collectives under ZeRO-3
-    compute = {"launcher": "deepspeed", "num_processes": 2, "main_process_port": 29541,
+    compute = {"launcher": "deepspeed", "num_processes": 2, "main_process_port": free_port(),
                "deepspeed_config": str(ROOT / "infra/deepspeed/zero3.json")}
     (root / "params.yaml").write_text(yaml.safe_dump({"video": VIDEO, "sft": sft, "compute": compute}))
     return root
