@@ -47,6 +47,15 @@ TRANSIENT_PATTERNS = [re.compile(p, re.I) for p in (
     r"NCCL.*(timeout|timed out|Watchdog)", r"Socket Timeout", r"Too many open files",
 )]
 PREEMPTED = {-9, -15, 137, 143}  # SIGKILL/SIGTERM: a preempted node or an evicted pod
+# One rank of a multi-process stage killed by a signal (a preempted node, an evicted pod, the OOM killer),
+# as the launchers report it: DeepSpeed's ("... exits with return code = -9"; the launcher itself then
+# exits 247) and torchrun's, under accelerate ("Signal 9 (SIGKILL) received by PID").
+SIGNALLED_RANK = re.compile(r"exits with return code = -(9|15)\b|Signal (9|15) \(SIG(KILL|TERM)\) received")
+# What a surviving rank raises when its peer is gone or stuck (gloo, NCCL). Transient only when it is the
+# only error raised: a rank that raised a bug of its own (a ValueError) also leaves its peers with this.
+LOST_PEER = re.compile(r"Connection (closed|reset) by peer|Timed out waiting .* for (recv|send)|"
+                       r"NCCL.*(timeout|timed out|Watchdog)", re.I)
+_RAISED = re.compile(r"^(\[rank\d+\]:\s*)?([A-Za-z_][\w.]*)(Error|Exception|Interrupt)\b:")
 LOCK_FILE = Path(".dvc/tmp/vr-pipeline.lock")  # under .dvc/tmp: git-ignored by DVC, beside DVC's own locks
 
 
@@ -62,7 +71,16 @@ class StageFailed(RuntimeError):
 
 
 def is_transient(returncode: int, lines: list[str]) -> bool:
-    return returncode in PREEMPTED or any(p.search(line) for p in TRANSIENT_PATTERNS for line in lines)
+    """Whether a failed stage is worth retrying, from its exit status and its last output lines: a killed
+    process or rank, a known transient message, or ranks that lost a peer while none raised anything
+    else. (When one rank is killed, the launcher may report its peer's connection error first: which
+    rank it names is a race, so both are read.)"""
+    if returncode in PREEMPTED or any(SIGNALLED_RANK.search(line) for line in lines):
+        return True
+    if any(p.search(line) for p in TRANSIENT_PATTERNS for line in lines):
+        return True
+    raised = [line for line in lines if _RAISED.match(line.strip())]
+    return bool(raised) and all(LOST_PEER.search(line) for line in raised)
 
 
 def _logger():

@@ -19,7 +19,7 @@ from typing import Any
 from videoreasoner.core import telemetry  # noqa: F401  (telemetry opt-outs before any tool is imported)
 from videoreasoner.core.atomic import atomic_dir, atomic_path, read_jsonl, write_json
 from videoreasoner.core.params import SectionDefaults
-from videoreasoner.training.launch import ComputeConfig, launch_rank
+from videoreasoner.training.launch import ComputeConfig, join_process_group, launch_rank
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
 from videoreasoner.core.paths import MODELS_RL, RL_REPORTS
 from videoreasoner.training.rewards import DEFAULT_REWARDS, build_rewards
@@ -39,6 +39,7 @@ from videoreasoner.training.checkpoints import (
     finish_checkpoints,
     model_digest,
     prepare_checkpoints,
+    same_data_callback,
 )
 from videoreasoner.training.trl_config import freeze_vision_tower, lora_config, parse_trl_config
 from videoreasoner.video.config import VideoConfig
@@ -181,6 +182,7 @@ def run(cfg: RLRun) -> dict[str, Any]:
         raise ValueError("params rl.reward_weights: weights belong to params `rewards` ({name, weight, kwargs})")
     compute = ComputeConfig.from_params(cfg.compute)
     trl_params = {**trl_params, **compute.trainer_overrides()}
+    join_process_group(trl_params, GRPOConfig)  # before the config starts the group: collectives time out
     args = parse_trl_config(GRPOConfig, trl_params, cfg.checkpoint_dir, required=REQUIRED_TRL_KEYS)
     video_cfg = VideoConfig.from_params(cfg.video)
     contrast = TemporalContrastConfig.from_params(own.get("temporal_contrast"))
@@ -204,9 +206,11 @@ def run(cfg: RLRun) -> dict[str, Any]:
                  own["variant"], len(funcs))
         with args.main_process_first(local=False, desc="checkpoints/rl"):  # one process clears stale ones
             resume = prepare_checkpoints(cfg.checkpoint_dir, run_fp)
+        same_data = same_data_callback(records, f"RL records of {cfg.train_file}")
         kwargs = dict(model=model, reward_funcs=funcs, args=args, train_dataset=to_dataset(records),
                       processing_class=processor, peft_config=lora_config(own.get("lora")),
-                      callbacks=[trainer_callback(mlrun)], video_config=video_cfg, video_root=cfg.video_root,
+                      callbacks=[trainer_callback(mlrun), same_data],
+                      video_config=video_cfg, video_root=cfg.video_root,
                       skip_zero_variance_groups=bool(own["skip_zero_variance_groups"]))
         trainer = (TemporalContrastGRPOTrainer(**kwargs, temporal_contrast=contrast) if contrast.enabled
                    else VideoGRPOTrainer(**kwargs))

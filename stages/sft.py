@@ -17,7 +17,9 @@ from videoreasoner.core.atomic import read_jsonl, write_json
 from videoreasoner.core.tracking import stage_run, trainer_callback
 from videoreasoner.data.selection import select_records, with_perception_replay
 from videoreasoner.core.paths import CHECKPOINTS, MODELS_BASE, MODELS_SFT, SFT_METRICS
-from videoreasoner.training.checkpoints import file_digest, fingerprint, finish_checkpoints, model_digest
+from videoreasoner.training.checkpoint_weights import is_partitioned, whole_state_dict
+from videoreasoner.training.checkpoints import (file_digest, fingerprint, finish_checkpoints, model_digest,
+                                                same_data_callback)
 from videoreasoner.training.launch import ComputeConfig, launch_rank
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
 from videoreasoner.training.sft_data import VideoSFTCollator, loss_gap, to_dataset
@@ -62,24 +64,27 @@ def run(cfg: SFTRun) -> dict[str, Any]:
                  own.get("perception_replay", 0.0))
         trl_params = {**cfg.sft, **ComputeConfig.from_params(cfg.compute).trainer_overrides()}
         with count_video_tokens() as meter:  # video tokens per training row, at the processor
+            same_data = same_data_callback(records, f"reasoning records of {cfg.train_file}")
             model, summary = train(model, processor, records, cfg.video_root, trl_params, video_cfg,
-                                   cfg.checkpoint_dir, run_fp, callbacks=[trainer_callback(mlrun)])
+                                   cfg.checkpoint_dir, run_fp, callbacks=[trainer_callback(mlrun), same_data])
         if not meter.counts:  # DataLoader workers collate in their own processes: count a sample here
             with count_video_tokens() as meter:
                 VideoSFTCollator(processor, video_cfg, chat_template=training_chat_template(processor))(
                     to_dataset(records[:8], cfg.video_root).to_list())
         summary.update({k: v for k, v in meter.summary().items() if v is not None})
-        metrics = {**summary, "video": video_cfg.__dict__}
-        if not main_process:
-            return metrics
+        # Under ZeRO-3 a forward and the gathering of the weights are collectives: every rank runs them.
+        partitioned = is_partitioned(model)
         n_gap = int(own.get("loss_gap_items", 0))
-        if n_gap and cfg.val_file and Path(cfg.val_file).is_file():
+        if (main_process or partitioned) and n_gap and cfg.val_file and Path(cfg.val_file).is_file():
             val = select_records(read_jsonl(cfg.val_file), "reasoning")[:n_gap]
             collator = VideoSFTCollator(processor, video_cfg, chat_template=training_chat_template(processor))
             summary.update(loss_gap(model, collator, val, cfg.video_root))
-        save_model_and_processor(model, processor, cfg.out_dir)
+        weights = whole_state_dict(model) if partitioned else None
+        metrics = {**summary, "video": video_cfg.__dict__}
+        if not main_process:
+            return metrics
+        save_model_and_processor(model, processor, cfg.out_dir, state_dict=weights)
         finish_checkpoints(cfg.checkpoint_dir)
-        metrics = {**summary, "video": video_cfg.__dict__}  # with the loss gap
         write_json(cfg.metrics_path, metrics)
         mlrun.log_metrics(summary)
         mlrun.log_artifact(cfg.metrics_path)

@@ -57,8 +57,10 @@ def distinct_characters_reward():
 
 def pausing_callback(make_callback, after_step: int, marker: str):
     """Wraps a stage's `trainer_callback` factory: the callback it returns also writes `marker` (a file in
-    the working directory) and then waits, at the beginning of step `after_step + 1`, so a test can kill
-    the process at a known point (step `after_step` logged and, if due, saved; nothing later)."""
+    the working directory, holding the process id) and then waits, at the beginning of step
+    `after_step + 1`, so a test can kill the process at a known point (step `after_step` logged and,
+    if due, saved; nothing later)."""
+    import os
     import time
 
     def make(run):
@@ -66,7 +68,8 @@ def pausing_callback(make_callback, after_step: int, marker: str):
 
         def on_step_begin(args, state, control, **kwargs):
             if state.global_step == after_step:
-                Path(marker).touch()
+                Path(f"{marker}.tmp").write_text(str(os.getpid()))
+                os.replace(f"{marker}.tmp", marker)  # whole or absent: a reader never sees it half-written
                 while True:
                     time.sleep(1)
         callback.on_step_begin = on_step_begin

@@ -177,19 +177,19 @@ def test_alignment_of_a_built_tiny_model_resumes_weight_exact(workspace, monkeyp
     assert_same_weights(align("aligned_resumed"), whole)
 
 
-def test_the_resume_check_skips_zero3_partitioned_parameters_with_a_warning(workspace, tmp_path, caplog):
-    """Under ZeRO-3 a parameter's state-dict tensor is empty; the check must not mistake that for a
-    mismatch (DeepSpeed's strict engine load holds there), and says that it did not compare."""
-    from videoreasoner.training.checkpoint_weights import _VerifyResumedWeights
+def test_the_resume_check_compares_zero3_weights_gathered_whole(workspace, tmp_path, monkeypatch):
+    """Under ZeRO-3 a parameter's own tensor is an empty partition: the check compares the weights every
+    rank gathered whole (`whole_state_dict`: the weights on rank 0, None on the others, which only take
+    part in the gathering). It used to skip ZeRO-3 with a warning, comparing nothing."""
+    import videoreasoner.training.checkpoint_weights as weights
 
     model, _ = load_model_and_processor(workspace / "models/base")
     model.save_pretrained(tmp_path / "ckpt")
     with torch.no_grad():
-        model.lm_head.weight.add_(1.0)   # would be a mismatch if compared
+        model.lm_head.weight.add_(1.0)   # a mismatch, to be found in the gathered weights
     model.lm_head.weight.ds_id = 0       # what DeepSpeed ZeRO-3 marks a partitioned parameter with
-    with caplog.at_level(logging.WARNING, logger="videoreasoner.training.checkpoint_weights"):
-        _VerifyResumedWeights(tmp_path / "ckpt").on_train_begin(None, None, None, model=model)
-    assert "not compared" in caplog.text
-    del model.lm_head.weight.ds_id
+    monkeypatch.setattr(weights, "whole_state_dict", lambda m: dict(m.state_dict()))  # rank 0
     with pytest.raises(CheckpointMismatch, match="lm_head.weight"):
-        _VerifyResumedWeights(tmp_path / "ckpt").on_train_begin(None, None, None, model=model)
+        weights._VerifyResumedWeights(tmp_path / "ckpt").on_train_begin(None, None, None, model=model)
+    monkeypatch.setattr(weights, "whole_state_dict", lambda m: None)  # rank 1: compares nothing itself
+    weights._VerifyResumedWeights(tmp_path / "ckpt").on_train_begin(None, None, None, model=model)

@@ -146,3 +146,22 @@ def test_stage_log_lines_skip_blank_lines_and_progress_redraws(line, kept):
     from flows.pipeline import worth_logging
 
     assert worth_logging(line) is kept
+
+
+# The last lines of a 2-rank DeepSpeed job (tests/test_zero3_kill_resume.py's output): rank 1 killed
+# with SIGKILL, rank 0 then failing in a collective. Which rank the launcher names first is a race.
+_LOST = "[rank0]: RuntimeError: [/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:561] " \
+        "Connection closed by peer [127.0.0.1]:43161. This is typically caused by a remote worker crashing.\n"
+_EXITS = "[2026-12-04 22:32:46,186] [ERROR] [launch.py:259:sigkill_handler] ['/venv/bin/python', '-u', '-m', " \
+         "'stages.sft', '--local_rank={}'] exits with return code = {}\n"
+
+
+def test_a_killed_rank_is_transient_a_rank_that_raised_is_not():
+    assert pipeline.is_transient(247, [_LOST, _EXITS.format(1, -9)])  # the killed rank named
+    assert pipeline.is_transient(1, ["[rank0]: Traceback (most recent call last):\n", _LOST,
+                                     _EXITS.format(0, 1)])  # its peer named: nothing but the lost peer raised
+    assert pipeline.is_transient(1, ["torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n",
+                                     "  exitcode  : -9 (pid: 4242)\n", "Signal 9 (SIGKILL) received by PID 4242\n"])
+    bug = ["[rank1]: ValueError: params sft.max_steps must be positive\n", _LOST, _EXITS.format(1, 1)]
+    assert not pipeline.is_transient(1, bug)  # a bug on one rank leaves its peer without a connection too
+    assert not pipeline.is_transient(1, ["[rank0]: KeyError: 'answer'\n", _EXITS.format(0, 1)])

@@ -13,7 +13,12 @@ mismatch of any kind is an error, never a warning.
   equal the checkpoint's (full weights, or the LoRA adapter of a PEFT model), tensor by tensor.
 - `ExactResumeMixin`: a Trainer mixin that resumes through the two functions above (plain and PEFT
   checkpoints; under DeepSpeed the engine loads its own checkpoint strictly and the check still runs,
-  except under ZeRO-3, whose partitioned parameters it does not gather: it says so in the log).
+  under ZeRO-3 on the weights gathered whole).
+- `whole_state_dict(model)`: the whole weights of a model DeepSpeed ZeRO-3 has partitioned across
+  processes. There every process holds only its shard of each parameter and the module's own tensors
+  are empty (shape (0,)): `save_pretrained` on rank 0 alone wrote a checkpoint of empty tensors, which
+  nothing could load (measured: 24 of the tiny model's 45 tensors empty after 2-process SFT). Every
+  process must take part in the gathering (each gather is a collective); rank 0 then holds the result.
 """
 from __future__ import annotations
 
@@ -47,13 +52,14 @@ def _is_peft(model) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
-def saved_names(model) -> dict[str, list[str]]:
+def saved_names(model, state: dict | None = None) -> dict[str, list[str]]:
     """Checkpoint key (as `save_pretrained` writes it) -> the in-memory state-dict keys holding that tensor
     (more than one when weights are tied). Raises when a saved tensor is not a plain rename of a model
-    tensor (a conversion that merges or splits tensors cannot be resumed exactly here)."""
+    tensor (a conversion that merges or splits tensors cannot be resumed exactly here).
+    state: the model's state dict (default `model.state_dict()`)."""
     from transformers.core_model_loading import revert_weight_conversion
 
-    state = model.state_dict()
+    state = model.state_dict() if state is None else state
     holders: dict[tuple, list[str]] = defaultdict(list)
     for key, tensor in state.items():
         holders[(tensor.data_ptr(), tuple(tensor.shape))].append(key)
@@ -83,10 +89,12 @@ def read_weights(checkpoint: str | os.PathLike) -> dict:
     raise CheckpointMismatch(f"{checkpoint}: no {WEIGHTS_FILE} or {WEIGHTS_INDEX} (not a full checkpoint)")
 
 
-def _pair(model, checkpoint) -> tuple[dict, dict, dict]:
+def _pair(model, checkpoint, state: dict | None = None) -> tuple[dict, dict, dict]:
     """(saved key -> in-memory keys, saved key -> file tensor, in-memory state dict), after checking that the
-    file has every tensor (a tied tensor once is enough), nothing unexpected, and the same shapes."""
-    names, tensors, state = saved_names(model), read_weights(checkpoint), model.state_dict()
+    file has every tensor (a tied tensor once is enough), nothing unexpected, and the same shapes.
+    state: the model's weights when its own state dict does not hold them (`whole_state_dict`)."""
+    state = model.state_dict() if state is None else state
+    names, tensors = saved_names(model, state), read_weights(checkpoint)
     unexpected = set(tensors) - set(names)
     loaded_ptrs = {state[names[k][0]].data_ptr() for k in tensors if k in names}
     missing = {k for k in set(names) - set(tensors) if state[names[k][0]].data_ptr() not in loaded_ptrs}
@@ -117,10 +125,11 @@ def load_full_weights(model, checkpoint: str | os.PathLike) -> int:
     return len(tensors)
 
 
-def assert_weights_match(model, checkpoint: str | os.PathLike) -> int:
+def assert_weights_match(model, checkpoint: str | os.PathLike, state: dict | None = None) -> int:
     """Raise CheckpointMismatch unless the model's parameters equal the checkpoint's, exactly: the LoRA
     adapter for a PEFT model (adapter_model.safetensors), else every weight (model.safetensors). Returns
-    the number of tensors compared."""
+    the number of tensors compared. state: the model's whole weights when its own state dict does not
+    hold them (ZeRO-3: `whole_state_dict`; full weights only)."""
     import torch
 
     checkpoint = Path(checkpoint)
@@ -138,7 +147,7 @@ def assert_weights_match(model, checkpoint: str | os.PathLike) -> int:
                                          set(tensors) - set(ours) and _listing("unexpected keys", set(tensors) - set(ours))))))
         pairs = [(k, ours[k], tensors[k]) for k in tensors]
     else:
-        names, tensors, state = _pair(model, checkpoint)
+        names, tensors, state = _pair(model, checkpoint, state)
         pairs = [(k, state[names[k][0]], tensors[k]) for k in tensors]
     differ = []
     for key, mine, saved in pairs:
@@ -157,11 +166,13 @@ class _VerifyResumedWeights(TrainerCallback):
         self.checkpoint = checkpoint
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if any(hasattr(p, "ds_id") for p in model.parameters()):
-            # ZeRO-3 partitions every parameter (its state dict holds empty tensors): comparing would need
-            # each one gathered on every rank. The engine's own strict load is what holds there.
-            log.warning("resumed from %s under DeepSpeed ZeRO-3: weights not compared with the checkpoint "
-                        "(partitioned parameters)", self.checkpoint)
+        if is_partitioned(model):  # ZeRO-3: every rank gathers, rank 0 compares the whole weights
+            whole = whole_state_dict(model)
+            if whole is None:
+                return
+            n = assert_weights_match(model, self.checkpoint, whole)
+            log.info("resumed from %s under ZeRO-3: all %d tensors in memory, gathered from every rank, "
+                     "equal the checkpoint's", self.checkpoint, n)
             return
         n = assert_weights_match(model, self.checkpoint)
         log.info("resumed from %s: all %d tensors in memory equal the checkpoint's", self.checkpoint, n)
@@ -184,3 +195,35 @@ class ExactResumeMixin:
         if resume_from_checkpoint:
             self.add_callback(_VerifyResumedWeights(resume_from_checkpoint))
         return super().train(resume_from_checkpoint, *args, **kwargs)
+
+
+def is_partitioned(model) -> bool:
+    """True when DeepSpeed ZeRO-3 has partitioned `model`'s parameters (they carry a `ds_id`)."""
+    return any(hasattr(p, "ds_id") for p in model.parameters())
+
+
+def whole_state_dict(model) -> dict | None:
+    """`model.state_dict()` with every ZeRO-3-partitioned parameter gathered whole, as CPU tensors, on
+    rank 0; None on the other ranks, and None everywhere when `model` is not partitioned (its own state
+    dict is then whole). Every rank must call it, in step with the others: it gathers one parameter at a
+    time (a collective each), so no process holds more than one whole parameter beyond the result.
+    Tied parameters stay one tensor under both keys, as in `state_dict()`."""
+    if not is_partitioned(model):
+        return None
+    import deepspeed
+    import torch.distributed as dist
+
+    rank0 = dist.get_rank() == 0
+    params = dict(model.named_parameters(remove_duplicate=False))
+    gathered: dict[int, object] = {}
+    whole = {}
+    for key, tensor in model.state_dict().items():
+        param = params.get(key)
+        if param is None:  # a buffer: ZeRO-3 partitions parameters only
+            whole[key] = tensor.detach().cpu().clone()
+            continue
+        if id(param) not in gathered:
+            with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+                gathered[id(param)] = param.detach().cpu().clone() if rank0 else None
+        whole[key] = gathered[id(param)]
+    return whole if rank0 else None

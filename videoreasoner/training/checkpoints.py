@@ -4,6 +4,8 @@ Checkpoints live in checkpoints/<stage>/ (outside DVC outs); a fingerprint of ev
 the run guards against resuming a run made with other params, data or base model; once the final weights
 are saved the checkpoints are removed, so a forced re-run trains from the start instead of "resuming" a
 finished run. (That a resume restores the weights exactly is videoreasoner/training/checkpoint_weights.py.)
+With several processes, every rank must read the same items (`assert_same_data`, checked before the
+first step).
 """
 from __future__ import annotations
 
@@ -120,3 +122,47 @@ def checkpoint_step(path: str | os.PathLike | None) -> int:
 def finish_checkpoints(checkpoint_dir: str | os.PathLike) -> None:
     """Remove a stage's resume checkpoints after its final weights were saved."""
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+class RanksDisagree(RuntimeError):
+    """The ranks of one training job read different data."""
+
+
+def items_digest(records: list[dict]) -> str:
+    """The identity of an item list: a hash of the records in order (ids, videos, answers, everything)."""
+    return fingerprint(records=records)
+
+
+def assert_same_data(digest: str, what: str) -> None:
+    """The run-time invariant of multi-process training: every rank trains on the same item list.
+
+    Data parallelism splits one list between the ranks by index (the distributed sampler); a rank that
+    read another file, or another version of it (a node with a stale checkout, a split rewritten while
+    the job started), would silently train on items no other rank sees. Raises RanksDisagree on every
+    rank, naming each rank's digest, unless all ranks of the default process group passed the same
+    `digest`; `what` names the data. A no-op without a process group or with one process. A collective:
+    every rank must call it."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    digests: list = [None] * dist.get_world_size()
+    dist.all_gather_object(digests, digest)
+    if len(set(digests)) > 1:
+        raise RanksDisagree(f"the {len(digests)} ranks read different {what}: "
+                            + ", ".join(f"rank {r} {d}" for r, d in enumerate(digests)))
+    log.info("all %d ranks read the same %s (%s)", len(digests), what, digest)
+
+
+def same_data_callback(records: list[dict], what: str):
+    """A Trainer callback that runs `assert_same_data` on `records` at the start of training, once the
+    trainer has joined the process group (before that there is no group to compare in)."""
+    from transformers import TrainerCallback
+
+    digest = items_digest(records)
+
+    class SameDataCheck(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            assert_same_data(digest, what)
+
+    return SameDataCheck()

@@ -109,6 +109,32 @@ def launch_rank(env: dict[str, str] | None = None) -> int:
     return int((os.environ if env is None else env).get("RANK", "0"))
 
 
+def join_process_group(trl_params: dict[str, Any], config_class: type) -> bool:
+    """Bound every collective of a multi-process run by the params' `ddp_timeout` (seconds; a field of
+    the TRL config `config_class` that `trl_params` (the stage's params section) configures;
+    transformers' default 1800). Call it before building the config: building it starts the group.
+
+    A rank waiting in a collective for a peer that is alive but stuck (or on another node whose death
+    its own launcher does not see) fails after this timeout instead of hanging. transformers 5.23
+    passes ddp_timeout to the process group it starts, except with `use_cpu: true`, where it starts
+    gloo with torch's default (30 min) instead; in that case this starts the group first, from the
+    launcher's rendezvous variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), and transformers then
+    uses it. Returns True when it started the group; a no-op with one process or a group already up."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    fields = config_class.__dataclass_fields__
+    use_cpu = trl_params.get("use_cpu", fields["use_cpu"].default)
+    timeout_s = trl_params.get("ddp_timeout", fields["ddp_timeout"].default)
+    if not use_cpu or int(os.environ.get("WORLD_SIZE", "1")) < 2 or dist.is_initialized():
+        return False
+    dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
+    log.info("rank %d of %d: gloo process group, collectives time out after %s s", dist.get_rank(),
+             dist.get_world_size(), timeout_s)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     from videoreasoner.core.params import section
 

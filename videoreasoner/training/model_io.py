@@ -89,16 +89,18 @@ def refuse_partial_load(source: str, loading: dict[str, Any]) -> None:
 
 
 def save_model_and_processor(model, processor, out_dir: str | os.PathLike,
-                             extra_files: dict[str, Any] | None = None) -> Path:
+                             extra_files: dict[str, Any] | None = None, state_dict: dict | None = None) -> Path:
     """Save a full checkpoint atomically (temporary sibling directory renamed into place).
 
     A PEFT model is merged into its base first, so every saved checkpoint loads without peft.
     extra_files: name -> JSON-serialisable object written beside the weights (e.g. build info).
+    state_dict: the weights to write instead of the model's own (in-memory key names), e.g. the whole
+    weights of a ZeRO-3-partitioned model (`checkpoint_weights.whole_state_dict`).
     """
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         processor.save_pretrained(tmp)
         for name, obj in (extra_files or {}).items():
             write_json(tmp / name, obj)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from videoreasoner.training.checkpoints import checkpoint_step, prepare_checkpoints
+from videoreasoner.training.launch import join_process_group
 from videoreasoner.training.trl_config import freeze_vision_tower, lora_config, parse_trl_config
 from videoreasoner.training.sft_data import VideoSFTCollator, to_dataset
 from videoreasoner.video.config import VideoConfig
@@ -80,6 +81,7 @@ def train(model, processor, records: list[dict], video_root: str | Path, params:
     from trl import SFTConfig
 
     own, trl_params = split_params(params)
+    join_process_group(trl_params, SFTConfig)  # before the config starts the group: collectives time out
     args = parse_trl_config(SFTConfig, trl_params, checkpoint_dir, required=REQUIRED_TRL_KEYS)
     collator = VideoSFTCollator(processor, video_cfg, assistant_only_loss=args.assistant_only_loss,
                                 chat_template=training_chat_template(processor) if args.assistant_only_loss
