@@ -100,7 +100,8 @@ def save_model_and_processor(model, processor, out_dir: str | os.PathLike,
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
+        weights = {} if state_dict is None else {"state_dict": state_dict}  # only when given: plain saves stay plain
+        model.save_pretrained(tmp, safe_serialization=True, **weights)
         processor.save_pretrained(tmp)
         for name, obj in (extra_files or {}).items():
             write_json(tmp / name, obj)
