@@ -1,6 +1,7 @@
 """`vr servers up|down|status` (flows/team_servers.py): settings from the environment, the command lines
 and environments the servers get (password only as PGPASSWORD, never in a URI or an argument), clear
 errors, and on the session's live stack: healthy, listening on 127.0.0.1 only, `up` idempotent."""
+import logging
 import os
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def test_the_auth_config_names_our_rule_and_holds_no_password(tmp_path):
 def test_up_without_postgresql_fails_naming_what_is_missing(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("VR_SERVERS_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("VR_PG_BIN", str(tmp_path / "no-postgres"))
+    # a handler an earlier test's command left on the `flows` logger writes to that test's captured stderr
+    monkeypatch.setattr(logging.getLogger("flows"), "handlers", [])
     assert servers.main(["--repo", str(tmp_path), "up"]) == 1
     assert f"VR_PG_BIN={tmp_path / 'no-postgres'} holds no initdb" in capfd.readouterr().err
 
