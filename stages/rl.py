@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from videoreasoner.core import telemetry  # noqa: F401  (telemetry opt-outs before any tool is imported)
-from videoreasoner.core.atomic import atomic_dir, atomic_path, read_jsonl, write_json
+from videoreasoner.core.atomic import atomic_path, read_jsonl, write_json
 from videoreasoner.core.params import SectionDefaults
 from videoreasoner.training.launch import ComputeConfig, join_process_group, launch_rank
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
@@ -41,6 +41,7 @@ from videoreasoner.training.checkpoints import (
     prepare_checkpoints,
     same_data_callback,
 )
+from videoreasoner.training.checkpoint_weights import whole_state_dict
 from videoreasoner.training.trl_config import freeze_vision_tower, lora_config, parse_trl_config
 from videoreasoner.video.config import VideoConfig
 from videoreasoner.video.inputs import build_messages, count_video_tokens
@@ -183,14 +184,12 @@ def run(cfg: RLRun) -> dict[str, Any]:
     compute = ComputeConfig.from_params(cfg.compute)
     trl_params = {**trl_params, **compute.trainer_overrides()}
     join_process_group(trl_params, GRPOConfig)  # before the config starts the group: collectives time out
-    args = parse_trl_config(GRPOConfig, trl_params, cfg.checkpoint_dir, required=REQUIRED_TRL_KEYS)
     video_cfg = VideoConfig.from_params(cfg.video)
     contrast = TemporalContrastConfig.from_params(own.get("temporal_contrast"))
     records = rl_records(read_jsonl(cfg.train_file), own.get("problem_types"), own.get("max_records"))
     funcs, weights = build_rewards(cfg.rewards)
     if contrast.enabled:
         funcs, weights = [*funcs, temporal_contrast_reward(funcs, contrast)], [*weights, 1.0]
-    args.reward_weights = weights
     run_fp = fingerprint(rl=cfg.rl, rewards=cfg.rewards, video=cfg.video, compute=cfg.compute,
                          train=file_digest(cfg.train_file), model=model_digest(cfg.model_dir))
     params = {"rl": cfg.rl, "rewards": cfg.rewards, "video": cfg.video, "compute": cfg.compute}
@@ -200,6 +199,12 @@ def run(cfg: RLRun) -> dict[str, Any]:
         torch.set_num_threads(int(own["torch_threads"]))
     with stage_run("rl", params, cfg.tracking and launch_rank() == 0) as mlrun:  # one MLflow run, rank 0's
         model, processor = load_model_and_processor(cfg.model_dir, compute.dtype)
+        # The config only after the model: a live ZeRO-3 config makes from_pretrained load under
+        # zero.Init, and transformers 5.23 then reverts that load's weight renamings on save into
+        # `model.model.*` names, a layout no other save writes. Loaded whole, the model is partitioned
+        # when DeepSpeed wraps it, as in sft.
+        args = parse_trl_config(GRPOConfig, trl_params, cfg.checkpoint_dir, required=REQUIRED_TRL_KEYS)
+        args.reward_weights = weights
         if own.get("freeze_vision"):
             log.info("vision tower frozen: %d parameters", freeze_vision_tower(model))
         log.info("rl: %d reasoning records, variant %s, %d reward functions", len(records),
@@ -236,19 +241,13 @@ def run(cfg: RLRun) -> dict[str, Any]:
 
 
 def _save_final(trainer, processor, out_dir: Path) -> None:
-    """Final weights + processor, atomically, from process 0. Under ZeRO-3 every process first joins
-    in gathering the partitioned weights (zero3.json sets stage3_gather_16bit_weights_on_model_save)."""
+    """Final weights + processor, atomically, from process 0, through model_io like every other stage's
+    model. Under ZeRO-3 every process first joins in gathering the partitioned weights whole
+    (`whole_state_dict`, as sft does): one save path, and so one file layout, for every engine."""
     model = trainer.accelerator.unwrap_model(trainer.model)
-    plugin = trainer.accelerator.state.deepspeed_plugin if trainer.is_deepspeed_enabled else None
-    if plugin is None or plugin.zero_stage != 3:
-        if trainer.is_world_process_zero():
-            save_model_and_processor(model, processor, out_dir)
-        return
-    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    weights = whole_state_dict(model)  # a collective under ZeRO-3; None (the model's own) otherwise
     if trainer.is_world_process_zero():
-        with atomic_dir(out_dir) as tmp:
-            model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-            processor.save_pretrained(tmp)
+        save_model_and_processor(model, processor, out_dir, state_dict=weights)
 
 
 def _summary(trainer, result, rows, resume, seconds: float, n_records: int, own: dict) -> dict[str, Any]:
