@@ -64,7 +64,7 @@ def run(cfg: SFTRun) -> dict[str, Any]:
                  own.get("perception_replay", 0.0))
         trl_params = {**cfg.sft, **ComputeConfig.from_params(cfg.compute).trainer_overrides()}
         with count_video_tokens() as meter:  # video tokens per training row, at the processor
-            same_data = same_data_callback(records, f"reasoning records of {cfg.train_file}")
+            same_data = same_data_callback(records, f"training records of {cfg.train_file}")
             model, summary = train(model, processor, records, cfg.video_root, trl_params, video_cfg,
                                    cfg.checkpoint_dir, run_fp, callbacks=[trainer_callback(mlrun), same_data])
         if not meter.counts:  # DataLoader workers collate in their own processes: count a sample here
@@ -79,7 +79,7 @@ def run(cfg: SFTRun) -> dict[str, Any]:
             val = select_records(read_jsonl(cfg.val_file), "reasoning")[:n_gap]
             collator = VideoSFTCollator(processor, video_cfg, chat_template=training_chat_template(processor))
             summary.update(loss_gap(model, collator, val, cfg.video_root))
-        weights = whole_state_dict(model) if partitioned else None
+        weights = whole_state_dict(model)  # a collective under ZeRO-3; None (the model's own) otherwise
         metrics = {**summary, "video": video_cfg.__dict__}
         if not main_process:
             return metrics

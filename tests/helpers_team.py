@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,14 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers_ranks import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNTS = {"admin": "admin-pw-7f3a9c", "registrar": "registrar-pw-51be02", "reader": "reader-pw-c0ffee"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
