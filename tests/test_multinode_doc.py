@@ -92,7 +92,7 @@ def test_two_node_command_of_the_document_trains_on_one_machine(tmp_path):
     assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
     for rank, log in enumerate(logs):
         assert f"nnodes=2, num_local_procs=1, node_rank={rank}" in log, log[-2000:]
-        assert "all 2 ranks read the same reasoning records" in log
+        assert "all 2 ranks read the same training records" in log
     assert "'loss'" in logs[0]
     assert yaml.safe_load((root / "reports/sft/metrics.json").read_text())["steps"] == 2
     load_model_and_processor(root / "models/sft")

@@ -120,7 +120,7 @@ def test_zero3_sft_killed_rank_fails_retryably_and_resumes_weight_exact(tmp_path
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
     assert "under ZeRO-3: all 45 tensors in memory, gathered from every rank, equal the checkpoint's" in log, log[-3000:]
-    assert log.count("all 2 ranks read the same reasoning records") == 2
+    assert log.count("all 2 ranks read the same training records") == 2
     assert log.count(f"gloo process group, collectives time out after {DDP_TIMEOUT_S} s") == 2  # params' bound
     metrics = yaml.safe_load((root / "reports/sft/metrics.json").read_text())
     assert metrics["resumed_from_step"] == SAVE and metrics["steps"] == STEPS
