@@ -194,9 +194,15 @@ def worth_logging(line: str) -> bool:
     return bool(text) and (not _PROGRESS_RE.search(text) or "100%|" in text)
 
 
+UNENDED_RUN = "its process exited without ending the run"  # the `closed_by_pipeline` tag of such a run
+
+
 def tag_stage_runs(client, experiment_id: str, stage: str, tags: dict[str, str], parent_run_id: str) -> int:
     """Tag the MLflow runs a stage opened in this pipeline run: parent run and final dvc.lock hash
-    (a stage only knows its lock entry of the previous run: DVC writes dvc.lock after the command)."""
+    (a stage only knows its lock entry of the previous run: DVC writes dvc.lock after the command).
+    Called once the stage's last attempt has exited, so a run still RUNNING belongs to an attempt that
+    died before it could end its run (killed, or its tracking server gone for longer than the client's
+    retries): it is ended FAILED and tagged why, never left RUNNING beside the retry's finished run."""
     query = f"tags.pipeline_run_id = '{tags['pipeline_run_id']}' and tags.stage = '{stage}'"
     runs = client.search_runs([experiment_id], filter_string=query)
     for run in runs:
@@ -204,6 +210,11 @@ def tag_stage_runs(client, experiment_id: str, stage: str, tags: dict[str, str],
             client.set_tag(run.info.run_id, "mlflow.parentRunId", parent_run_id)
         client.set_tag(run.info.run_id, "dvc_lock_hash", tags[f"dvc_lock.{stage}"])
         client.set_tag(run.info.run_id, "git_commit", tags["git_commit"])
+        if run.info.status == "RUNNING":
+            client.set_tag(run.info.run_id, "closed_by_pipeline", UNENDED_RUN)
+            client.set_terminated(run.info.run_id, "FAILED")
+            _logger().warning("MLflow run %s of stage %s was left RUNNING (%s): ended as FAILED",
+                              run.info.run_id, stage, UNENDED_RUN)
     return len(runs)
 
 

@@ -5,6 +5,8 @@ MLflow tracking server on the embedded store, the Prefect UI, and the scheduled 
                                              server on 127.0.0.1, waits until healthy, prints the exports
                                              (ports, credentials, state dir: flows/team_servers.py)
   vr servers down | status                   stop all three (idempotent) | pid and health of each
+  vr servers restart [mlflow|prefect]        stop one server (both when none is named), bring it up again
+                                             (an MLflow last started with --auth keeps it)
   vr servers users                           registrar and reader accounts on the --auth server
                                              (flows/team_auth.py: who may move `champion`)
 
@@ -129,8 +131,8 @@ def serve(prefect_yaml: Path, name: str) -> None:
                    global_limit=spec.get("concurrency_limit"))
 
 
-def team(repo: Path, command: str, auth: bool) -> int:
-    """`vr servers up|down|status|users` (flows/team_servers.py, flows/team_auth.py)."""
+def team(repo: Path, command: str, auth: bool, names: tuple[str, ...] = ()) -> int:
+    """`vr servers up|down|restart|status|users` (flows/team_servers.py, flows/team_auth.py)."""
     import json
 
     from flows import team_servers
@@ -140,6 +142,10 @@ def team(repo: Path, command: str, auth: bool) -> int:
         if command == "up":
             team_servers.up(settings)
             print(team_servers.exports(settings))
+        elif command == "restart":
+            restarted = team_servers.restart(settings, names or team_servers.SERVICES)
+            log.info("restarted: %s%s", ", ".join(names or team_servers.SERVICES),
+                     " (MLflow with basic auth)" if restarted.auth else "")
         elif command == "down":
             log.info("stopped: %s", ", ".join(team_servers.down(settings)) or "nothing was running")
         elif command == "status":
@@ -178,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     team_up = sub.add_parser("up", help="team mode: PostgreSQL, MLflow and Prefect servers (flows/team_servers.py)")
     team_up.add_argument("--auth", action="store_true", help="MLflow basic auth (admin MLFLOW_TRACKING_USERNAME/PASSWORD)")
     sub.add_parser("down", help="stop the team servers")
+    team_restart = sub.add_parser("restart", help="restart the team's MLflow or Prefect server (both when none is named)")
+    team_restart.add_argument("services", nargs="*", metavar="{mlflow,prefect}")  # checked by team_servers.restart
+    team_restart.add_argument("--auth", action="store_true",
+                              help="MLflow comes back with basic auth (kept anyway when it last ran with it)")
     sub.add_parser("status", help="pid and health of each team server")
     sub.add_parser("users", help="create the registrar and reader on the team MLflow server (flows/team_auth.py)")
     sv = sub.add_parser("serve", help="serve the scheduled deployment of infra/prefect.yaml locally")
@@ -187,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     cli_logging()
     if args.command == "mlflow":
         return run_mlflow(args.repo, "127.0.0.1", args.port, args.auth)
-    if args.command in ("up", "down", "status", "users"):
-        return team(args.repo, args.command, getattr(args, "auth", False))
+    if args.command in ("up", "down", "restart", "status", "users"):
+        return team(args.repo, args.command, getattr(args, "auth", False), tuple(getattr(args, "services", ())))
     if args.command == "prefect-ui":
         return run_prefect_ui(args.repo, "127.0.0.1", args.port)
     serve(args.repo / args.prefect_file, args.deployment)

@@ -6,6 +6,11 @@
                            each answers its health check, then prints the exports. Idempotent: what runs
                            and answers is left alone, what is down is started.
   vr servers down          stops all three (idempotent).
+  vr servers restart [mlflow|prefect]
+                           stops that server (both when none is named) and brings it up again, for an upgrade
+                           or a changed setting; an MLflow last started with --auth keeps it. Clients ride the outage out: a stage's or the flow's MLflow
+                           calls retry for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES), Prefect's client about
+                           a minute (PREFECT_CLIENT_MAX_RETRIES); raise these for a longer maintenance.
   vr servers status        each service: pid, alive, healthy.
 
 Everything comes from the environment (defaults in brackets); nothing binds beyond VR_SERVERS_HOST:
@@ -33,7 +38,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 SERVICES = ("mlflow", "prefect")  # started as processes of their own; postgres is pg_ctl's
@@ -84,6 +89,11 @@ class Team:
 
     def log(self, name: str) -> Path:
         return self.state / "logs" / f"{name}.log"
+
+    @property
+    def auth_marker(self) -> Path:
+        """Whether MLflow was last started with basic auth ("1") or without ("0")."""
+        return self.state / "mlflow_auth"
 
     def pidfile(self, name: str) -> Path:
         return self.state / f"{name}.pid"
@@ -300,6 +310,8 @@ def up(team: Team, env: dict[str, str] | None = None) -> None:
         stop_service(team, name)  # a stale or hung one
         service_env = auth_server_env(team, base) if name == "mlflow" and team.auth else base
         _start(team, name, mlflow_command(team) if name == "mlflow" else prefect_command(team), service_env)
+        if name == "mlflow":
+            team.auth_marker.write_text("1" if team.auth else "0")
         started.append(name)
     for name in started:
         wait_healthy(team, name)
@@ -330,6 +342,21 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def restart(team: Team, names: tuple[str, ...] = SERVICES, env: dict[str, str] | None = None) -> Team:
+    """Stop the named servers, then `up`: they start again on the same database, ports and settings.
+    An MLflow last started with basic auth comes back with it even without --auth: a restart never
+    opens the registry to everyone. Returns the settings it restarted with."""
+    unknown = sorted(set(names) - set(SERVICES))
+    if unknown:
+        raise ServerError(f"no team server named {', '.join(unknown)}: restart one of {', '.join(SERVICES)}")
+    if not team.auth and team.auth_marker.is_file() and team.auth_marker.read_text() == "1":
+        team = replace(team, auth=True)
+    for name in names:
+        stop_service(team, name)
+    up(team, env)
+    return team
 
 
 def down(team: Team) -> list[str]:

@@ -238,3 +238,31 @@ def test_two_flows_at_once_second_refuses_third_waits(tmp_path, migrated_db):
     assert json.loads((ws / "out/result.json").read_text()) == {"values": list(range(5000))}
     assert "up to date" in _dvc(ws, "status").stdout.lower()
     assert leftovers(ws / "out") == []
+
+
+def test_a_stage_run_left_running_by_a_dead_attempt_is_ended_failed(tmp_path, migrated_db):
+    """A stage attempt that died (killed, or MLflow away longer than its client's retries) cannot end its
+    own run; once the stage's last attempt has exited, the flow ends it FAILED, saying why, and leaves the
+    retry's finished run and other pipeline runs alone."""
+    from mlflow import MlflowClient
+
+    from flows.pipeline import UNENDED_RUN, tag_stage_runs
+
+    client = MlflowClient(f"sqlite:///{with_store(tmp_path, migrated_db)}")
+    experiment = client.create_experiment("videoreasoner")
+    mine = {"pipeline_run_id": "p1", "stage": "sft"}
+    dead = client.create_run(experiment, tags=mine).info.run_id  # the first attempt: never ended
+    retry = client.create_run(experiment, tags=mine).info.run_id
+    client.set_terminated(retry, "FINISHED")
+    other = client.create_run(experiment, tags={"pipeline_run_id": "p2", "stage": "sft"}).info.run_id
+    parent = client.create_run(experiment).info.run_id
+
+    tags = {"pipeline_run_id": "p1", "dvc_lock.sft": "lock-sft", "git_commit": "c1"}
+    assert tag_stage_runs(client, experiment, "sft", tags, parent) == 2
+    assert client.get_run(dead).info.status == "FAILED"
+    assert client.get_run(dead).data.tags["closed_by_pipeline"] == UNENDED_RUN
+    assert client.get_run(retry).info.status == "FINISHED" and "closed_by_pipeline" not in client.get_run(retry).data.tags
+    assert client.get_run(other).info.status == "RUNNING"  # another pipeline run's stage: not ours to end
+    for run_id in (dead, retry):
+        assert client.get_run(run_id).data.tags["mlflow.parentRunId"] == parent
+        assert client.get_run(run_id).data.tags["dvc_lock_hash"] == "lock-sft"

@@ -74,6 +74,26 @@ def test_up_without_postgresql_fails_naming_what_is_missing(tmp_path, monkeypatc
     assert f"VR_PG_BIN={tmp_path / 'no-postgres'} holds no initdb" in capfd.readouterr().err
 
 
+def test_restart_of_an_unknown_server_is_refused_before_anything_stops(tmp_path, monkeypatch):
+    stopped = []
+    monkeypatch.setattr(team_servers, "stop_service", lambda team, name: stopped.append(name))
+    with pytest.raises(ServerError, match="no team server named postgres: restart one of mlflow, prefect"):
+        team_servers.restart(Team(state=tmp_path), ("mlflow", "postgres"))
+    assert stopped == []
+
+
+def test_restart_keeps_basic_auth_when_mlflow_last_ran_with_it(tmp_path, monkeypatch):
+    brought_up = []
+    monkeypatch.setattr(team_servers, "stop_service", lambda team, name: None)
+    monkeypatch.setattr(team_servers, "up", lambda team, env=None: brought_up.append(team.auth))
+    team = Team(state=tmp_path)  # `vr servers restart` without --auth
+    assert team_servers.restart(team).auth is False  # no marker: a stack never started with auth
+    team.auth_marker.write_text("1")  # what `up --auth` leaves
+    assert team_servers.restart(team, ("mlflow",)).auth is True
+    team.auth_marker.write_text("0")
+    assert team_servers.restart(team).auth is False and brought_up == [False, True, False]
+
+
 def test_down_with_nothing_running_is_a_no_op(tmp_path):
     assert team_servers.down(Team(state=tmp_path)) == []
     assert team_servers.down(Team(state=tmp_path)) == []
@@ -108,9 +128,14 @@ def test_the_stack_is_healthy_local_only_and_up_is_idempotent(team):
     assert '"healthy": true' in status and '"running": true' in status
     for key in ("VR_PG_PORT", "VR_MLFLOW_PORT", "VR_PREFECT_PORT"):
         assert listening_addresses(int(team.env[key])) == {"0100007F"}, key  # 127.0.0.1 and nothing else
+    assert (team.state / "mlflow_auth").read_text() == "1"  # what a later `restart` keeps
     pids = {name: (team.state / f"{name}.pid").read_text() for name in team_servers.SERVICES}
     team.servers("up", "--auth")  # everything answers: nothing is restarted
     assert pids == {name: (team.state / f"{name}.pid").read_text() for name in team_servers.SERVICES}
+    team.servers("restart", "prefect", "--auth")  # that one server only, healthy again before it returns
+    assert (team.state / "mlflow.pid").read_text() == pids["mlflow"]
+    assert (team.state / "prefect.pid").read_text() != pids["prefect"]
+    assert team_servers.healthy(Team.from_env(Path(team.env["VR_SERVERS_DIR"]), team.env), "prefect")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="as another user PostgreSQL runs as that user itself")

@@ -1,9 +1,11 @@
 """A process worker runs infra/prefect.yaml's `nightly` deployment against the team servers: the work pool is
 created, the deployment deployed from a workspace on the tiny profile (tests/helpers_dvc_workspace.py) and
 triggered, `prefect worker start` picks the run up and the flow runs every stage end to end, logging to
-the MLflow server (artifacts through its proxy). Then both servers' APIs show the run: COMPLETED in
-Prefect; in MLflow the pipeline's parent run and its stage runs with their lineage tags (pipeline run id =
-the flow run id, git commit, dvc.lock hashes) and a completely registered model version.
+the MLflow server (artifacts through its proxy). Both servers are restarted while the flow runs (`vr servers
+restart`): Prefect once the flow run is RUNNING, MLflow while the sft stage's run is open and logging. The
+clients ride the outages out, and both servers' APIs then show the whole run: COMPLETED in Prefect; in
+MLflow the pipeline's parent run and its stage runs, each FINISHED with its lineage tags (pipeline run id =
+the flow run id, git commit, dvc.lock hashes) and its curves, and one completely registered model version.
 Slow: the tiny profile trains for a step or two (about 4 minutes on two busy cores)."""
 import os
 import re
@@ -41,15 +43,31 @@ def deploy_nightly(ws, env) -> None:
     assert done.returncode == 0 or known, f"prefect deploy: exit {done.returncode}\n{out}"
 
 
-def wait_for_flow_run(api: str, run_id: str, worker, worker_log) -> dict:
+def wait_for_flow_run(api: str, run_id: str, worker, worker_log, on_poll=lambda run: None) -> dict:
     deadline = time.monotonic() + FLOW_TIMEOUT_S
     while True:
         run = requests.get(f"{api}/flow_runs/{run_id}", timeout=30).json()
         if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return run
+        on_poll(run)
         assert worker.poll() is None, f"the worker exited ({worker.returncode}):\n{worker_log.read_text()[-4000:]}"
         assert time.monotonic() < deadline, f"flow run {run_id} still {run['state_type']} after {FLOW_TIMEOUT_S} s"
         time.sleep(2)
+
+
+def open_stage_run(team, pipeline_run_id: str, stage: str) -> bool:
+    """Whether the stage's MLflow run of this pipeline run exists and is still RUNNING."""
+    from mlflow import MlflowClient
+
+    from videoreasoner.core.tracking import EXPERIMENT
+
+    client = MlflowClient(team.mlflow_url)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return False
+    runs = client.search_runs([experiment.experiment_id], f"tags.pipeline_run_id = '{pipeline_run_id}' and "
+                              f"tags.stage = '{stage}' and attributes.status = 'RUNNING'")
+    return bool(runs)
 
 
 def test_a_worker_runs_the_nightly_deployment_against_the_team_servers(team, tmp_path, monkeypatch):
@@ -75,8 +93,18 @@ def test_a_worker_runs_the_nightly_deployment_against_the_team_servers(team, tmp
         worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL,
                                    "--type", "process"], cwd=ws, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
+    for key, value in team.as_user("reader").items():  # this process reads MLflow as the reader
+        monkeypatch.setenv(key, value)
+    restarted = {}
+
+    def restart_servers_mid_flow(run):
+        if "prefect" not in restarted and run["state_type"] == "RUNNING":
+            restarted["prefect"] = team.servers("restart", "prefect", "--auth").stdout
+        elif "prefect" in restarted and "mlflow" not in restarted and open_stage_run(team, run_id, "sft"):
+            restarted["mlflow"] = team.servers("restart", "mlflow").stderr  # no --auth: it keeps basic auth
+
     try:
-        run = wait_for_flow_run(team.prefect_api_url, run_id, worker, worker_log)
+        run = wait_for_flow_run(team.prefect_api_url, run_id, worker, worker_log, restart_servers_mid_flow)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:
@@ -85,12 +113,14 @@ def test_a_worker_runs_the_nightly_deployment_against_the_team_servers(team, tmp
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(timeout=30)
     assert run["state_type"] == "COMPLETED", f"{run['state_type']}: {run['state']}\n{worker_log.read_text()[-6000:]}"
+    assert set(restarted) == {"prefect", "mlflow"}, f"restarted only {sorted(restarted)} while the flow ran"
+    assert "restarted: mlflow (MLflow with basic auth)" in restarted["mlflow"], restarted["mlflow"]
+    anonymous = requests.get(f"{team.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=30)
+    assert anonymous.status_code == 401, anonymous.text  # the restarted server still asks who you are
     deployment = requests.get(f"{team.prefect_api_url}/deployments/{run['deployment_id']}", timeout=30).json()
     assert deployment["name"] == "nightly" and run["work_pool_name"] == POOL
 
     # MLflow, as the reader: the run and its lineage are there for everyone with READ
-    for key, value in team.as_user("reader").items():
-        monkeypatch.setenv(key, value)
     reader = MlflowClient(team.mlflow_url)
     experiment = reader.get_experiment_by_name(EXPERIMENT)
     runs = reader.search_runs([experiment.experiment_id], f"tags.pipeline_run_id = '{run_id}'")
@@ -100,9 +130,14 @@ def test_a_worker_runs_the_nightly_deployment_against_the_team_servers(team, tmp
     stage_runs = [r for r in runs if r.data.tags.get("stage") not in (None, "pipeline")]
     assert {r.data.tags["stage"] for r in stage_runs} >= {"sft", "rl", "evaluate"}, [r.data.tags for r in runs]
     for stage_run in stage_runs:
+        assert stage_run.info.status == "FINISHED", (stage_run.data.tags["stage"], stage_run.info.status)
         assert stage_run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert stage_run.data.tags["dvc_lock_hash"] not in ("", "none")
         assert stage_run.data.tags["git_commit"] == parent.data.tags["git_commit"]
+    (sft,) = [r for r in stage_runs if r.data.tags["stage"] == "sft"]  # logged through MLflow's restart
+    steps = int(sft.data.metrics["steps"])  # the stage's summary, logged last: the run was logged to its end
+    (summary,) = reader.get_metric_history(sft.info.run_id, "train/train_runtime")  # the trainer's, at its end
+    assert steps >= 1 and summary.step == steps and "final_loss" in sft.data.metrics, sft.data.metrics
     versions = reader.search_model_versions("name = 'video-reasoner'")
     (mine,) = [v for v in versions if v.tags.get("pipeline_run_id") == run_id]
     assert mine.tags["registration"] == "complete" and mine.tags["dvc_lock_hash"] == parent.data.tags["dvc_lock_hash"]

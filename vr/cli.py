@@ -16,7 +16,7 @@ command line and `dvc repro` run exactly the same code with the same params.yaml
                                        registration and gated promotion
   vr registry list|register|promote V|rollback [--to V]
   vr servers mlflow [--auth] | prefect-ui | serve [--deployment nightly]
-  vr servers up [--auth] | down | status | users
+  vr servers up [--auth] | down | restart [mlflow|prefect] | status | users
                                        team mode: PostgreSQL-backed MLflow and Prefect servers
   vr score --split S --predictions P --out DIR [--protocol NAME ...]
                                        score any model's predictions with our metrics (strict), and
