@@ -188,6 +188,36 @@ def test_trainer_forward_receives_the_video_tensors(workspace, tmp_path):
     assert all({"pixel_values_videos", "video_grid_thw", "second_per_grid_ts", "labels"} <= keys for keys in seen)
 
 
+def test_one_rank_clears_stale_checkpoints_before_the_others_look(workspace, tmp_path, monkeypatch):
+    """prepare_checkpoints deletes another configuration's checkpoints: on several ranks at once, one
+    rank's rmtree would race the others' reads and marker writes. It runs under main_process_first
+    across all nodes (as rl's does): rank 0 first, the others after it."""
+    import contextlib
+
+    from trl import SFTConfig
+
+    from videoreasoner.training import sft_trainer
+    from videoreasoner.training.model_io import load_model_and_processor
+
+    guarded, calls = [], []
+
+    @contextlib.contextmanager
+    def main_process_first(self, local=True, desc="work"):
+        guarded.append(local)
+        yield
+        guarded.pop()
+
+    real = sft_trainer.prepare_checkpoints
+    monkeypatch.setattr(SFTConfig, "main_process_first", main_process_first)
+    monkeypatch.setattr(sft_trainer, "prepare_checkpoints",
+                        lambda *a: calls.append(list(guarded)) or real(*a))
+    model, processor = load_model_and_processor(workspace / "models/base")
+    records = select_records(read_jsonl(workspace / "data/validated/train.jsonl"), "reasoning")[:2]
+    sft_trainer.train(model, processor, records, workspace, trl_params(1), VideoConfig.from_params(VIDEO),
+                      tmp_path / "checkpoints", "test")
+    assert calls == [[False]]  # inside main_process_first, across nodes (local=False)
+
+
 def test_model_version_follows_the_weights_not_only_the_config(tmp_path, monkeypatch):
     """Two runs with one config and equal file sizes but different weights get different versions;
     a byte-identical copy gets the same one; big weight files are identified from sampled chunks."""

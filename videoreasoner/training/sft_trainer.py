@@ -95,7 +95,8 @@ def train(model, processor, records: list[dict], video_root: str | Path, params:
         dataset = with_lengths(dataset, processor)
     if own.get("freeze_vision"):
         log.info("vision tower frozen: %d parameters", freeze_vision_tower(model))
-    resume = prepare_checkpoints(checkpoint_dir, run_fingerprint)
+    with args.main_process_first(local=False, desc=str(checkpoint_dir)):  # one rank clears stale checkpoints
+        resume = prepare_checkpoints(checkpoint_dir, run_fingerprint)
     trainer = (trainer_class or exact_resume_sft_trainer())(model=model, args=args, data_collator=collator,
                          train_dataset=dataset, processing_class=processor,
                          peft_config=lora_config(own.get("lora")), callbacks=list(callbacks))
