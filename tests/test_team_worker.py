@@ -2,7 +2,7 @@
 created, the deployment deployed from a workspace on the tiny profile (tests/helpers_dvc_workspace.py) and
 triggered, `prefect worker start` picks the run up and the flow runs every stage end to end, logging to
 the MLflow server (artifacts through its proxy). Both servers are restarted while the flow runs (`vr servers
-restart`): Prefect once the flow run is RUNNING, MLflow while the sft stage's run is open and logging. The
+restart`): Prefect once the flow run is RUNNING, MLflow while a stage's run is open and logging. The
 clients ride the outages out, and both servers' APIs then show the whole run: COMPLETED in Prefect; in
 MLflow the pipeline's parent run and its stage runs, each FINISHED with its lineage tags (pipeline run id =
 the flow run id, git commit, dvc.lock hashes) and its curves, and one completely registered model version.
@@ -55,8 +55,8 @@ def wait_for_flow_run(api: str, run_id: str, worker, worker_log, on_poll=lambda 
         time.sleep(2)
 
 
-def open_stage_run(team, pipeline_run_id: str, stage: str) -> bool:
-    """Whether the stage's MLflow run of this pipeline run exists and is still RUNNING."""
+def open_stage_run(team, pipeline_run_id: str) -> str | None:
+    """The stage whose MLflow run of this pipeline run is RUNNING now (None when no stage's is)."""
     from mlflow import MlflowClient
 
     from videoreasoner.core.tracking import EXPERIMENT
@@ -66,8 +66,8 @@ def open_stage_run(team, pipeline_run_id: str, stage: str) -> bool:
     if experiment is None:
         return False
     runs = client.search_runs([experiment.experiment_id], f"tags.pipeline_run_id = '{pipeline_run_id}' and "
-                              f"tags.stage = '{stage}' and attributes.status = 'RUNNING'")
-    return bool(runs)
+                              "tags.stage != 'pipeline' and attributes.status = 'RUNNING'")
+    return runs[0].data.tags["stage"] if runs else None
 
 
 def test_a_worker_runs_the_nightly_deployment_against_the_team_servers(team, tmp_path, monkeypatch):
@@ -100,8 +100,9 @@ def test_a_worker_runs_the_nightly_deployment_against_the_team_servers(team, tmp
     def restart_servers_mid_flow(run):
         if "prefect" not in restarted and run["state_type"] == "RUNNING":
             restarted["prefect"] = team.servers("restart", "prefect", "--auth").stdout
-        elif "prefect" in restarted and "mlflow" not in restarted and open_stage_run(team, run_id, "sft"):
+        elif "prefect" in restarted and "mlflow" not in restarted and (stage := open_stage_run(team, run_id)):
             restarted["mlflow"] = team.servers("restart", "mlflow").stderr  # no --auth: it keeps basic auth
+            restarted["while"] = stage
 
     try:
         run = wait_for_flow_run(team.prefect_api_url, run_id, worker, worker_log, restart_servers_mid_flow)
@@ -113,7 +114,7 @@ def test_a_worker_runs_the_nightly_deployment_against_the_team_servers(team, tmp
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(timeout=30)
     assert run["state_type"] == "COMPLETED", f"{run['state_type']}: {run['state']}\n{worker_log.read_text()[-6000:]}"
-    assert set(restarted) == {"prefect", "mlflow"}, f"restarted only {sorted(restarted)} while the flow ran"
+    assert set(restarted) == {"prefect", "mlflow", "while"}, f"restarted only {sorted(restarted)} while the flow ran"
     assert "restarted: mlflow (MLflow with basic auth)" in restarted["mlflow"], restarted["mlflow"]
     anonymous = requests.get(f"{team.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=30)
     assert anonymous.status_code == 401, anonymous.text  # the restarted server still asks who you are
@@ -134,7 +135,9 @@ def test_a_worker_runs_the_nightly_deployment_against_the_team_servers(team, tmp
         assert stage_run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert stage_run.data.tags["dvc_lock_hash"] not in ("", "none")
         assert stage_run.data.tags["git_commit"] == parent.data.tags["git_commit"]
-    (sft,) = [r for r in stage_runs if r.data.tags["stage"] == "sft"]  # logged through MLflow's restart
+    (restarted_stage,) = [r for r in stage_runs if r.data.tags["stage"] == restarted["while"]]
+    assert restarted_stage.data.metrics, restarted_stage.data.tags  # it logged, and ended, across the restart
+    (sft,) = [r for r in stage_runs if r.data.tags["stage"] == "sft"]
     steps = int(sft.data.metrics["steps"])  # the stage's summary, logged last: the run was logged to its end
     (summary,) = reader.get_metric_history(sft.info.run_id, "train/train_runtime")  # the trainer's, at its end
     assert steps >= 1 and summary.step == steps and "final_loss" in sft.data.metrics, sft.data.metrics
