@@ -6,7 +6,6 @@ server without its credentials, and never a version that counts as registered wi
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,15 +18,10 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-")) 
 
 from flows import aliases, registration, registry_tracking, retries, version_tags  # noqa: E402
 from flows.gates import Gate, Rules  # noqa: E402
+from tests.helpers_ranks import free_port  # noqa: E402
 
 RULES = {"gates": (Gate("mc_accuracy", 0.0),)}
 LINEAGE = {"git_commit": "abc", "pipeline_run_id": "p1", "dvc_lock_hash": "h1"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture()

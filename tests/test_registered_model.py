@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers_ranks import free_port
 from tests.helpers_world import TINY_SIZES, VIDEO, make_workspace
 from videoreasoner.core.atomic import read_jsonl
 
@@ -99,12 +99,6 @@ def test_vr_evaluate_scores_a_registered_model_on_the_chosen_sources(workspace):
     assert "mc_accuracy" in metrics["models"]["rl_tts"]  # the flat names the registry gates read
     assert not (workspace / "reports/eval").exists()  # the pipeline's outputs are left alone
     assert main(["--model", "models:/no-such-model@champion", "--out", "eval-none"]) == 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def post(port: int, body: dict) -> tuple[int, dict]:
