@@ -30,7 +30,9 @@ from videoreasoner.data.world.streams import parse_video_id, scene_for
 from videoreasoner.inference.engines import FrameSource, HFEngine
 from videoreasoner.inference.perception_probe import probe
 from videoreasoner.training.base_manifest import MANIFEST, file_hashes, params_digest, records_digest
-from videoreasoner.training.checkpoints import file_digest, fingerprint, finish_checkpoints
+from videoreasoner.training.checkpoints import (file_digest, fingerprint, finish_checkpoints,
+                                                resumable_checkpoint)
+from videoreasoner.training.language_warmup import LookupTask, warm_up
 from videoreasoner.training.launch import ComputeConfig
 from videoreasoner.training.model_io import load_model_and_processor
 from videoreasoner.training.pretrain_trainer import DenseTargetCollator, attach_head, dense_trainer_class, detach_head
@@ -40,7 +42,7 @@ from videoreasoner.training.tiny_model import TinyConfig, build_tiny
 from videoreasoner.video.config import VideoConfig
 
 log = logging.getLogger(__name__)
-OWN_KEYS = ("dense_weight", "storage_dtype", "gates", "probe_items")
+OWN_KEYS = ("dense_weight", "storage_dtype", "gates", "probe_items", "language_warmup", "vision_learning_rate")
 COMMAND = "python -m stages.pretrain"
 
 
@@ -80,6 +82,25 @@ def _params_sections(cfg: PretrainRun) -> dict[str, Any]:
     return {"pretrain": cfg.pretrain, "model.tiny": cfg.tiny, "video": cfg.video, "data.synthetic": cfg.world}
 
 
+def language_warmup(model, processor, world: WorldConfig, settings: dict[str, Any], mlrun, *, resume, seed: int):
+    """Text-only option look-ups before the video (videoreasoner/training/language_warmup.py).
+    settings: {steps, learning_rate, batch_size}; no steps: none. Skipped when the video phase resumes
+    from a checkpoint: that holds every weight, the warm-up's included."""
+    steps = int(settings.get("steps") or 0)
+    if steps <= 0:
+        return {"steps": 0}
+    if resume is not None:
+        log.info("language warm-up skipped: the video phase resumes from %s, which holds its weights", resume)
+        return {"steps": steps, "resumed_from": resume.name}
+    task = LookupTask(processor.tokenizer, list(world.shapes), list(world.colours), seed=seed)
+    result = warm_up(model, task, steps=steps, learning_rate=float(settings["learning_rate"]),
+                     batch_size=int(settings.get("batch_size", 32)), seed=seed,
+                     on_eval=lambda step, acc: mlrun.log_metrics({"warmup/lookup_accuracy": acc}, step=step))
+    log.info("language warm-up: %d steps, look-up accuracy %.3f (chance 0.25) in %.0f s", steps,
+             result["accuracy"], result["seconds"])
+    return result
+
+
 def run(cfg: PretrainRun) -> dict[str, Any]:
     """Train, save (storage dtype), reload the saved files, gate them, write the manifest; return it."""
     import torch
@@ -89,6 +110,7 @@ def run(cfg: PretrainRun) -> dict[str, Any]:
     params = dict(cfg.pretrain or {})  # TRL's parser names any unknown key
     own = {k: params[k] for k in OWN_KEYS if k in params}
     trl_params = {k: v for k, v in params.items() if k not in OWN_KEYS}
+    seed = int(params.get("seed", 0))
     t0, commit = time.perf_counter(), git_commit()  # the code that trains, not whatever HEAD is at the end
     video_cfg, world = VideoConfig.from_params(cfg.video), WorldConfig.from_params(cfg.world)
     tiny_cfg = TinyConfig.from_params(cfg.tiny)
@@ -99,13 +121,16 @@ def run(cfg: PretrainRun) -> dict[str, Any]:
     scenes = scenes_by_path(perception, world, cfg.video_root)
     with stage_run("pretrain", _params_sections(cfg), cfg.tracking) as mlrun:
         model, processor = build_tiny(tiny_cfg, records, video_cfg)
-        attach_head(model)
         run_fp = fingerprint(sections=_params_sections(cfg), compute=cfg.compute, train=file_digest(cfg.train_file))
+        warmup = language_warmup(model, processor, world, own.get("language_warmup") or {}, mlrun, seed=seed,
+                                 resume=resumable_checkpoint(cfg.checkpoint_dir, run_fp))
+        attach_head(model)
         trl_params = {**trl_params, **ComputeConfig.from_params(cfg.compute).trainer_overrides()}
         model, result = train(model, processor, perception, cfg.video_root, trl_params, video_cfg,
                               cfg.checkpoint_dir, run_fp, callbacks=[trainer_callback(mlrun)],
                               wrap_collator=lambda c: DenseTargetCollator(c, scenes),
-                              trainer_class=dense_trainer_class(own.get("dense_weight", 1.0)))
+                              trainer_class=dense_trainer_class(own.get("dense_weight", 1.0),
+                                                                own.get("vision_learning_rate")))
         detach_head(model)
         n_params = sum(p.numel() for p in model.parameters())
         storage = getattr(torch, own.get("storage_dtype", "float16"))
@@ -115,14 +140,14 @@ def run(cfg: PretrainRun) -> dict[str, Any]:
             shipped, shipped_processor = load_model_and_processor(tmp, "float32")  # gate what ships
             engine = HFEngine(shipped, shipped_processor, FrameSource(video_cfg, cfg.video_root), progress=False)
             val = select_records(read_jsonl(cfg.val_file), "perception")[:own.get("probe_items") or None]
-            perception_result = probe(engine, val, gates=own.get("gates"), seed=int(params.get("seed", 0)))
+            perception_result = probe(engine, val, gates=own.get("gates"), seed=seed)
             manifest = {
                 "format": 1, "command": COMMAND, "git_commit": commit,
                 "data": {"train_records": records_digest(perception), "n_train_records": len(perception),
                          "val_records": records_digest(val), "n_val_records": len(val)},
                 "params": {"digest": params_digest(_params_sections(cfg)), "sections": _params_sections(cfg)},
                 "compute": cfg.compute, "parameters": n_params, "storage_dtype": str(storage).replace("torch.", ""),
-                "training": result, "perception": perception_result,
+                "language_warmup": warmup, "training": result, "perception": perception_result,
                 "versions": {"python": platform.python_version(), "torch": torch.__version__,
                              "transformers": transformers.__version__, "trl": trl.__version__},
                 "seconds": round(time.perf_counter() - t0, 1),

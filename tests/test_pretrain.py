@@ -69,11 +69,13 @@ def test_a_few_steps_write_a_plain_base_and_a_manifest_that_checks(workspace, tm
     out = tmp_path / "base"
     manifest = run(PretrainRun(
         pretrain={**trl_params(3), "dense_weight": 1.0, "storage_dtype": "float16", "probe_items": None,
-                  "gates": {"min_gap": 0.0, "targets": {}}},
+                  "gates": {"min_gap": 0.0, "targets": {}}, "vision_learning_rate": 2e-3,
+                  "language_warmup": {"steps": 2, "learning_rate": 3e-4, "batch_size": 4}},
         tiny=TINY_SIZES, video=VIDEO, world=WORLD, train_file=workspace / "data/validated/train.jsonl",
         val_file=workspace / "data/validated/val.jsonl", video_root=workspace, out_dir=out,
         checkpoint_dir=tmp_path / "ckpt", tracking=False))
     assert manifest["training"]["steps"] == 3
+    assert manifest["language_warmup"]["steps"] == 2 and [s for s, _ in manifest["language_warmup"]["curve"]] == [0, 2]
     perception = select_records(read_jsonl(workspace / "data/validated/train.jsonl"), "perception")
     assert manifest["data"]["train_records"] == records_digest(perception)
     assert manifest["command"] == "python -m stages.pretrain" and manifest["params"]["digest"]
@@ -92,28 +94,47 @@ def test_a_few_steps_write_a_plain_base_and_a_manifest_that_checks(workspace, tm
     assert json.loads((out / MANIFEST).read_text())["files"]
 
 
-def test_the_dense_loss_reaches_the_optimizer(workspace, tmp_path):
-    """The colour/shape head gets gradients only from the dense loss: its weights must move in training."""
+def test_the_dense_loss_reaches_the_optimizer_and_vision_trains_at_its_own_rate(workspace, tmp_path):
+    """The colour/shape head gets gradients only from the dense loss: its weights must move in training.
+    With `vision_learning_rate`, the tower, merger and head are optimised at it, everything else at
+    `learning_rate`."""
     from stages import pretrain as stage
 
     seen = {}
     original = stage.train
 
-    def spy(model, *args, **kwargs):
+    def spy(model, *args, trainer_class, **kwargs):
+        names = {id(p): n for n, p in model.named_parameters()}
+
+        class Recording(trainer_class):
+            def create_optimizer(self, model=None):
+                optimizer = super().create_optimizer(model)
+                seen["groups"] = [(g["part"], g["lr"], {names[id(p)] for p in g["params"]})
+                                  for g in optimizer.param_groups]
+                return optimizer
+
         before = {k: v.clone() for k, v in model.dense_head.state_dict().items()}
-        trained, result = original(model, *args, **kwargs)
+        trained, result = original(model, *args, trainer_class=Recording, **kwargs)
         seen["moved"] = [k for k, v in trained.dense_head.state_dict().items() if not np.allclose(v, before[k])]
         return trained, result
 
     stage.train = spy
     try:
-        run(PretrainRun(pretrain={**trl_params(2), "probe_items": 2}, tiny=TINY_SIZES, video=VIDEO, world=WORLD,
+        run(PretrainRun(pretrain={**trl_params(2), "probe_items": 2, "vision_learning_rate": 2e-3},
+                        tiny=TINY_SIZES, video=VIDEO, world=WORLD,
                         train_file=workspace / "data/validated/train.jsonl",
                         val_file=workspace / "data/validated/val.jsonl", video_root=workspace,
                         out_dir=tmp_path / "base", checkpoint_dir=tmp_path / "ckpt", tracking=False))
     finally:
         stage.train = original
     assert seen["moved"], "the dense head did not train"
+    rates = {}
+    for part, lr, group in seen["groups"]:
+        rates.setdefault(part, set()).add(lr)
+        assert all(n.startswith(("model.visual.", "dense_head.")) == (part == "vision") for n in group)
+    assert rates == {"vision": {2e-3}, "language": {1e-3}}
+    trained = set().union(*(group for _, _, group in seen["groups"]))
+    assert {n for n in trained if n.startswith("model.visual.")} and {n for n in trained if "dense_head" in n}
 
 
 def test_records_from_another_world_are_refused(workspace):

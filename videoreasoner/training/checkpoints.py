@@ -96,10 +96,8 @@ def prepare_checkpoints(checkpoint_dir: str | os.PathLike, run_fingerprint: str)
     """Return the checkpoint to resume from, if one was written by a run with the same fingerprint;
     otherwise clear `checkpoint_dir` (stale checkpoints of another configuration) and return None."""
     checkpoint_dir = Path(checkpoint_dir)
-    marker = checkpoint_dir / FINGERPRINT_FILE
     if checkpoint_dir.exists():
-        previous = json.loads(marker.read_text(encoding="utf-8"))["fingerprint"] if marker.is_file() else None
-        if previous == run_fingerprint:
+        if _written_by(checkpoint_dir, run_fingerprint):
             resume = last_checkpoint(checkpoint_dir)
             if resume is not None:
                 log.info("resuming from %s", resume)
@@ -108,8 +106,19 @@ def prepare_checkpoints(checkpoint_dir: str | os.PathLike, run_fingerprint: str)
             log.info("clearing %s: checkpoints of another configuration", checkpoint_dir)
             shutil.rmtree(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    write_json(marker, {"fingerprint": run_fingerprint})
+    write_json(checkpoint_dir / FINGERPRINT_FILE, {"fingerprint": run_fingerprint})
     return None
+
+
+def _written_by(checkpoint_dir: Path, run_fingerprint: str) -> bool:
+    marker = checkpoint_dir / FINGERPRINT_FILE
+    return marker.is_file() and json.loads(marker.read_text(encoding="utf-8"))["fingerprint"] == run_fingerprint
+
+
+def resumable_checkpoint(checkpoint_dir: str | os.PathLike, run_fingerprint: str) -> Path | None:
+    """The checkpoint prepare_checkpoints would resume from, without clearing or writing anything."""
+    checkpoint_dir = Path(checkpoint_dir)
+    return last_checkpoint(checkpoint_dir) if _written_by(checkpoint_dir, run_fingerprint) else None
 
 
 def checkpoint_step(path: str | os.PathLike | None) -> int:

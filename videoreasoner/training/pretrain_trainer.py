@@ -135,9 +135,47 @@ class DenseSupervisionMixin:
         return super().log(logs, *args, **kwargs)
 
 
-def dense_trainer_class(dense_weight: float):
-    """ExactResumeSFTTrainer with the dense loss at `dense_weight`."""
+VISION_PREFIXES = ("model.visual.", HEAD_NAME + ".")  # the tower, its merger and the dense head
+
+
+class VisionLearningRateMixin:
+    """Trainer mixin: the vision tower, merger and dense head train at `vision_learning_rate`, the language
+    model at the config's `learning_rate` (None: one rate for all). The language model keeps the look-up
+    skill of its warm-up only at a low rate, while the tower learns to see far faster at a high one.
+
+    Why a mixin: transformers' Trainer has one learning rate. This splits each of its parameter groups
+    (weight decay or not) into a vision and a language part, so the optimizer class and its settings
+    stay the Trainer's (the groups are replaced in place, before any step); the scheduler then scales both
+    parts alike."""
+
+    vision_learning_rate: float | None = None
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if self.vision_learning_rate is None or any("part" in g for g in optimizer.param_groups):
+            return optimizer  # one rate, or already split (the Trainer may ask again)
+        names = {id(p): n for n, p in (self.model if model is None else model).named_parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            settings = {k: v for k, v in group.items() if k != "params"}
+            for part, lr in (("vision", float(self.vision_learning_rate)), ("language", group["lr"])):
+                params = [p for p in group["params"] if names[id(p)].startswith(VISION_PREFIXES) == (part == "vision")]
+                if params:
+                    groups.append({**settings, "params": params, "lr": lr, "part": part})
+        if not any(g["part"] == "vision" for g in groups):
+            raise ValueError(f"vision_learning_rate set, but no trained parameter is named {VISION_PREFIXES}")
+        optimizer.param_groups.clear()  # no step taken yet: no state to carry over
+        for group in groups:
+            optimizer.add_param_group(group)
+        return optimizer
+
+
+def dense_trainer_class(dense_weight: float, vision_learning_rate: float | None = None):
+    """ExactResumeSFTTrainer with the dense loss at `dense_weight` and, when set, the vision parts at
+    their own learning rate."""
     from videoreasoner.training.sft_trainer import exact_resume_sft_trainer
 
-    return type("DenseSupervisedSFTTrainer", (DenseSupervisionMixin, exact_resume_sft_trainer()),
-                {"dense_weight": float(dense_weight)})
+    return type("DenseSupervisedSFTTrainer", (VisionLearningRateMixin, DenseSupervisionMixin,
+                                              exact_resume_sft_trainer()),
+                {"dense_weight": float(dense_weight),
+                 "vision_learning_rate": None if vision_learning_rate is None else float(vision_learning_rate)})
