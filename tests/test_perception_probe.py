@@ -23,6 +23,16 @@ def test_a_task_passes_only_when_its_gap_is_clearly_positive_and_its_target_is_m
     assert strict["colour_word"]["passed"] is False  # seeing, but below its target
 
 
+def test_option_look_up_is_gated_on_its_target_alone():
+    """The looked-up word is in the question, so blank frames answer it as well: no gap is asked."""
+    records = [_rec("option_lookup", i, "multiple_choice", "B") for i in range(40)]
+    same = [1.0] * 36 + [0.0] * 4
+    out = summarise(records, same, same, gates={"min_gap": 0.05, "targets": {"option_lookup": 0.8}})
+    assert out["option_lookup"]["gap"] == 0.0 and out["option_lookup"]["passed"] is True
+    low = summarise(records, same, same, gates={"min_gap": 0.05, "targets": {"option_lookup": 0.95}})
+    assert low["option_lookup"]["passed"] is False
+
+
 def test_captions_are_reported_not_gated():
     records = [_rec("caption_line", i) for i in range(10)]
     out = summarise(records, [0.5] * 10, [0.5] * 10)
