@@ -84,21 +84,28 @@ def _params_sections(cfg: PretrainRun) -> dict[str, Any]:
 
 def language_warmup(model, processor, world: WorldConfig, settings: dict[str, Any], mlrun, *, resume, seed: int):
     """Text-only option look-ups before the video (videoreasoner/training/language_warmup.py).
-    settings: {steps, learning_rate, batch_size}; no steps: none. Skipped when the video phase resumes
-    from a checkpoint: that holds every weight, the warm-up's included."""
-    steps = int(settings.get("steps") or 0)
-    if steps <= 0:
+    settings: {max_steps, target_accuracy, learning_rate, batch_size, seed (of the look-ups' draw;
+    default the stage's)}; no max_steps: none. Skipped when the video phase resumes from a checkpoint:
+    that holds every weight, the warm-up's included. A target not reached is a warning here and a failed
+    option look-up gate at the end."""
+    max_steps = int(settings.get("max_steps") or 0)
+    if max_steps <= 0:
         return {"steps": 0}
     if resume is not None:
         log.info("language warm-up skipped: the video phase resumes from %s, which holds its weights", resume)
-        return {"steps": steps, "resumed_from": resume.name}
+        return {"resumed_from": resume.name}
+    seed = int(settings.get("seed", seed))
     task = LookupTask(processor.tokenizer, list(world.shapes), list(world.colours), seed=seed)
-    result = warm_up(model, task, steps=steps, learning_rate=float(settings["learning_rate"]),
+    result = warm_up(model, task, steps=max_steps, learning_rate=float(settings["learning_rate"]),
                      batch_size=int(settings.get("batch_size", 32)), seed=seed,
+                     target_accuracy=settings.get("target_accuracy"),
                      on_eval=lambda step, acc: mlrun.log_metrics({"warmup/lookup_accuracy": acc}, step=step))
-    log.info("language warm-up: %d steps, look-up accuracy %.3f (chance 0.25) in %.0f s", steps,
+    log.info("language warm-up: %d steps, look-up accuracy %.3f (chance 0.25) in %.0f s", result["steps"],
              result["accuracy"], result["seconds"])
-    return result
+    if result["reached"] is False:
+        log.warning("language warm-up: look-up accuracy %.3f after %d steps, below its target %s: multiple "
+                    "choice will stay near chance", result["accuracy"], result["steps"], settings["target_accuracy"])
+    return {**result, "seed": seed}
 
 
 def run(cfg: PretrainRun) -> dict[str, Any]:

@@ -46,6 +46,7 @@ def test_warm_up_trains_the_language_model_alone_and_repeats_exactly(tiny):
         assert moved and all(k.startswith(("model.language_model.", "lm_head.")) for k in moved)
         assert not [k for k in before if k.startswith("model.visual.") and k in moved]
         assert [step for step, _ in result["curve"]] == [0, 2, 3] and result["accuracy"] == result["curve"][-1][1]
+        assert result["steps"] == 3 and result["reached"] is None
         runs.append(model.state_dict())
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
 
@@ -57,9 +58,19 @@ def test_warm_up_is_skipped_when_the_video_phase_resumes(tiny):
 
     model, processor = tiny()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    out = language_warmup(model, processor, WorldConfig.from_params({}), {"steps": 5, "learning_rate": 1e-3},
+    out = language_warmup(model, processor, WorldConfig.from_params({}), {"max_steps": 5, "learning_rate": 1e-3},
                           Run(None), resume=Path("ckpt/checkpoint-40"), seed=0)
-    assert out == {"steps": 5, "resumed_from": "checkpoint-40"}
+    assert out == {"resumed_from": "checkpoint-40"}
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert language_warmup(model, processor, WorldConfig.from_params({}), {}, Run(None), resume=None,
                            seed=0) == {"steps": 0}
+
+
+def test_warm_up_stops_at_the_first_check_that_reaches_its_target(tiny):
+    model, processor = tiny()
+    task = LookupTask(processor.tokenizer, SHAPES, COLOURS, held_out_items=16)
+    start = task.accuracy(model)
+    result = warm_up(model, task, steps=50, learning_rate=1e-3, batch_size=4, eval_every=2, target_accuracy=start)
+    assert result["steps"] == 0 and result["reached"] is True and result["curve"] == [[0, round(start, 4)]]
+    missed = warm_up(model, task, steps=2, learning_rate=1e-3, batch_size=4, eval_every=1, target_accuracy=1.01)
+    assert missed["steps"] == 2 and missed["reached"] is False

@@ -70,7 +70,7 @@ def test_a_few_steps_write_a_plain_base_and_a_manifest_that_checks(workspace, tm
     manifest = run(PretrainRun(
         pretrain={**trl_params(3), "dense_weight": 1.0, "storage_dtype": "float16", "probe_items": None,
                   "gates": {"min_gap": 0.0, "targets": {}}, "vision_learning_rate": 2e-3,
-                  "language_warmup": {"steps": 2, "learning_rate": 3e-4, "batch_size": 4}},
+                  "language_warmup": {"max_steps": 2, "learning_rate": 3e-4, "batch_size": 4}},
         tiny=TINY_SIZES, video=VIDEO, world=WORLD, train_file=workspace / "data/validated/train.jsonl",
         val_file=workspace / "data/validated/val.jsonl", video_root=workspace, out_dir=out,
         checkpoint_dir=tmp_path / "ckpt", tracking=False))

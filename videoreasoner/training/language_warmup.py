@@ -79,10 +79,13 @@ class LookupTask:
 
 
 def warm_up(model, task: LookupTask, *, steps: int, learning_rate: float, batch_size: int = 32, seed: int = 0,
-            eval_every: int = 500, on_eval=None) -> dict[str, Any]:
-    """Train `model`'s language model and lm_head (AdamW, constant rate) on `steps` batches of look-ups
-    over the tokenizer's single-token words. Returns {steps, learning_rate, accuracy (held out, at the
-    end), curve [[step, accuracy], ...], seconds}; on_eval(step, accuracy) is called at each check."""
+            eval_every: int = 500, target_accuracy: float | None = None, on_eval=None) -> dict[str, Any]:
+    """Train `model`'s language model and lm_head (AdamW, constant rate) on up to `steps` batches of
+    look-ups over the tokenizer's single-token words, stopping at the first check (every `eval_every`
+    steps) whose held-out accuracy reaches `target_accuracy`. The skill appears as a sudden jump whose
+    step depends on the data order, hence a target rather than a fixed count. Returns {steps (taken),
+    learning_rate, accuracy (held out, at the end), reached (None without a target), curve [[step,
+    accuracy], ...], seconds}; on_eval(step, accuracy) is called at each check."""
     import torch
 
     params = list(model.model.language_model.parameters()) + list(model.lm_head.parameters())
@@ -96,6 +99,8 @@ def warm_up(model, task: LookupTask, *, steps: int, learning_rate: float, batch_
             log.info("language warm-up step %d: look-up accuracy %.3f", step, curve[-1][1])
             if on_eval is not None:
                 on_eval(step, curve[-1][1])
+            if target_accuracy is not None and curve[-1][1] >= target_accuracy:
+                break
         if step == steps:
             break
         enc, target = task.batch(rng, task.words, batch_size)
@@ -104,5 +109,7 @@ def warm_up(model, task: LookupTask, *, steps: int, learning_rate: float, batch_
         loss.backward()
         optimizer.step()
     model.train(was_training)
-    return {"steps": steps, "learning_rate": learning_rate, "accuracy": curve[-1][1], "curve": curve,
+    accuracy = curve[-1][1]
+    return {"steps": curve[-1][0], "learning_rate": learning_rate, "accuracy": accuracy,
+            "reached": None if target_accuracy is None else accuracy >= target_accuracy, "curve": curve,
             "seconds": round(time.perf_counter() - t0, 1)}
