@@ -38,7 +38,7 @@ from videoreasoner.inference.controls import (
     control_transform,
 )
 from videoreasoner.inference.engines import Decoding, Engine, load_engine
-from videoreasoner.answers.metrics import paired_difference
+from videoreasoner.answers.metrics import paired_difference, paired_type_differences
 from videoreasoner.core.paths import (
     EVAL_REPORTS,
     MODELS_BASE,
@@ -159,6 +159,20 @@ def ladder_gains(names: list[str], items: dict[str, list[dict]], ev: dict[str, A
             for a, b in zip(names, names[1:]) if a in items and b in items}
 
 
+def ladder_gains_by_type(names: list[str], items: dict[str, list[dict]], ev: dict[str, Any]) -> dict[str, Any]:
+    """Each rung's gain over the rung before it per problem type (mean item score, paired interval), and
+    the types that regressed (interval wholly below 0): a rung can gain AM while losing one type."""
+    out = {}
+    for a, b in zip(names, names[1:]):
+        if a in items and b in items:
+            by_type = paired_type_differences(items[a], items[b], ev["seed"], ev["n_boot"])
+            regressed = [t for t, g in by_type.items() if g["ci95"] is not None and g["ci95"][1] < 0]
+            if regressed:
+                log.warning("%s regressed from %s on %s (paired interval below 0)", b, a, ", ".join(regressed))
+            out[f"{b}-{a}"] = {"per_type": by_type, "regressed": regressed}
+    return out
+
+
 def evaluate_model(name: str, engine: Engine, answer, records: list[dict], ev: dict[str, Any],
                    pred_dir: Path, items: dict[str, list] | None = None) -> dict[str, Any]:
     """Predictions, metrics and cost of one model with the correct video and under each control."""
@@ -243,6 +257,7 @@ def run(cfg: EvalRun) -> dict[str, Any]:
         metrics = {
             "models": results,
             "ladder_gains": ladder_gains(ev["models"], per_item, ev),
+            "ladder_gains_by_type": ladder_gains_by_type(ev["models"], per_item, ev),
             "constant": {"metrics": constant, "answers": constants, "predictions": str(pred_dir / "constant.jsonl")},
             "headline": flat(results[ev["models"][-1]]["metrics"]) if results else {},
             "headline_model": ev["models"][-1] if results else None,

@@ -84,6 +84,16 @@ def test_ladder_gains_are_paired_am_differences_between_rungs(evaluated):
             assert gain["ci95"][0] <= gain["value"] <= gain["ci95"][1]
     summary = json.loads((root / "eval/summary.json").read_text())
     assert summary["ladder_gains"] == {k: g["value"] for k, g in gains.items()}
+    by_type = metrics["ladder_gains_by_type"]
+    assert list(by_type) == list(gains)
+    for step, gain in by_type.items():
+        later, earlier = step.split("-")
+        assert gain["regressed"] == [t for t, g in gain["per_type"].items() if g["ci95"] and g["ci95"][1] < 0]
+        per_type = {name: metrics["models"][name]["metrics"]["per_type"] for name in (later, earlier)}
+        assert set(gain["per_type"]) == set(per_type[later]) and gain["per_type"]
+        for ptype, g in gain["per_type"].items():
+            expected = per_type[later][ptype]["score"]["value"] - per_type[earlier][ptype]["score"]["value"]
+            assert g["value"] == pytest.approx(expected)
 
 
 def test_settings_recorded(evaluated):
@@ -95,6 +105,7 @@ def test_settings_recorded(evaluated):
     assert set(settings["models"]) == set(MODELS)
     html = (root / "eval/report.html").read_text()
     assert "rl + policy" in html and "http://" not in html and "https://" not in html
+    assert "Gain of each rung per problem type" in html
 
 
 def test_sources_choose_the_scored_records_and_results_are_broken_down_by_source(tmp_path):

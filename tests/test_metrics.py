@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from videoreasoner.answers.metrics import aggregate, item_result, paired_difference
+from videoreasoner.answers.metrics import aggregate, item_result, paired_difference, paired_type_differences
 from videoreasoner.answers.verifiers import Verdict
 
 
@@ -116,6 +116,18 @@ def test_paired_difference_is_the_am_gap_with_a_paired_interval():
     assert same["value"] == 0 and same["ci95"] == [0.0, 0.0]
     with pytest.raises(ValueError, match="item id '0' is scored for one model only"):
         paired_difference(a, a[1:], n_boot=10)
+
+
+def test_paired_type_differences_find_the_type_that_regressed():
+    a = [{**mc(1.0), "id": f"m{i}"} for i in range(20)] + [{**tg(0.5), "id": f"t{i}"} for i in range(20)]
+    b = [{**mc(0.0 if i < 15 else 1.0), "id": f"m{i}"} for i in range(20)]  # 15 of 20 now wrong
+    b += [{**tg(0.5 + 0.02 * (i % 3)), "id": f"t{i}"} for i in reversed(range(20))]  # matched by id
+    out = paired_type_differences(a, b, n_boot=200)
+    assert list(out) == ["multiple_choice", "temporal_grounding"]
+    assert out["multiple_choice"]["value"] == pytest.approx(-0.75) and out["multiple_choice"]["ci95"][1] < 0
+    assert out["temporal_grounding"]["value"] > 0 and out["temporal_grounding"]["ci95"][0] >= 0
+    with pytest.raises(ValueError, match="scored for one model only"):
+        paired_type_differences(a, b[1:], n_boot=10)
 
 
 @pytest.mark.parametrize("bad, field_text", [

@@ -171,6 +171,20 @@ def paired_difference(items_a: list[dict], items_b: list[dict], seed: int = 0,
     return _bootstrap(pools, delta, "paired/AM", seed, n_boot)
 
 
+def paired_type_differences(items_a: list[dict], items_b: list[dict], seed: int = 0,
+                            n_boot: int = 1000) -> dict[str, dict[str, Any]]:
+    """Per problem type: mean score(b) − score(a) on that type's items, matched by `id`, with a paired
+    bootstrap interval. A type whose interval lies wholly below 0 regressed from a to b."""
+    index_b = {str(item["id"]): item for item in items_b}
+    if unpaired := sorted({str(item["id"]) for item in items_a} ^ set(index_b)):
+        raise ValueError(f"paired_type_differences: item id {unpaired[0]!r} is scored for one model only")
+    out = {}
+    for ptype, rows in _by_type(items_a).items():
+        delta = _values([index_b[str(item["id"])] for item in rows], None) - _values(rows, None)
+        out[ptype] = _bootstrap([delta], _mean, f"paired/{ptype}", seed, n_boot)
+    return {t: out[t] for t in PROBLEM_TYPES if t in out}
+
+
 def _summary(by_type: dict[str, list[dict]], seed: int, n_boot: int) -> dict[str, Any]:
     acc, tiou, viou = _pools(by_type)
     return {

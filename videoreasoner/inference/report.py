@@ -165,6 +165,12 @@ def build_report(metrics: dict[str, Any], curve: list[dict[str, Any]] | None = N
                             ["step", "AM gain", "95 % interval"],
                             [[step, _signed(g.get("value")), "–" if not g.get("ci95") else
                               f"[{_signed(g['ci95'][0])}, {_signed(g['ci95'][1])}]"] for step, g in gains.items()]))
+    if by_type := metrics.get("ladder_gains_by_type"):
+        rows = [[step, t, _signed(g.get("value")), "–" if not g.get("ci95") else
+                 f"[{_signed(g['ci95'][0])}, {_signed(g['ci95'][1])}]", "regressed" if t in gain["regressed"] else ""]
+                for step, gain in by_type.items() for t, g in gain["per_type"].items()]
+        parts.append(_table("Gain of each rung per problem type (mean item score, paired bootstrap)",
+                            ["step", "problem type", "gain", "95 % interval", ""], rows))
     if protocol_rows := _protocol_rows(models):
         parts.append("<h2>Strict and official protocols</h2><p class='note'>The same predictions scored as each "
                      "official evaluator does (parsing and quirks included; videoreasoner/answers/protocols/), "
