@@ -1,13 +1,16 @@
 """`pretrain` stage: train the tiny Qwen2.5-VL from scratch (vision tower, merger and language model) on the
 train split's perception items, and write the shipped base (weights, tokenizer, processor, manifest).
 
-Direct answers only (colour, shape, count, caption, option look-up, first/last, when visible, where at
+First a language warm-up: text-only option look-ups, the language model alone, until it finds a word among
+the options and answers its letter (videoreasoner/training/language_warmup.py). Then the video phase:
+direct answers only (colour, shape, count, caption, option look-up, first/last, when visible, where at
 t; no chain of thought), plus a dense loss on every video token from the world's exact per-frame ground
 truth (videoreasoner/training/pretrain_trainer.py). The result is gated on the val split's perception
 items against blank frames (videoreasoner/inference/perception_probe.py) and described in its manifest
-(videoreasoner/training/base_manifest.py). Outside the default run (frozen in dvc.yaml): the default
-loads the shipped output through `model.base`. Reads params `pretrain`, `model.tiny`, `video`, `compute`,
-`data.synthetic`; run: `python -m stages.pretrain` (or `vr pretrain`), about 50 minutes on 2 cores.
+(videoreasoner/training/base_manifest.py). The vision parts train at `vision_learning_rate`, the language
+model at `learning_rate` (low, so the look-up skill stays). Outside the default run (frozen in
+dvc.yaml): the default loads the shipped output through `model.base`. Reads params `pretrain`, `model.tiny`, `video`, `compute`,
+`data.synthetic`; run: `python -m stages.pretrain` (or `vr pretrain`), about 45 minutes on 2 cores.
 """
 from __future__ import annotations
 
