@@ -71,3 +71,31 @@ def test_one_process_starts_no_group(monkeypatch):
     assert join_process_group({"use_cpu": True}, SFTConfig) is False
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert join_process_group({}, SFTConfig) is False  # use_cpu false: transformers passes ddp_timeout itself
+
+
+RANK_SCRIPT = """
+import logging, torch, torch.distributed as dist
+from trl import SFTConfig
+from videoreasoner.training.launch import join_process_group
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+assert join_process_group({"use_cpu": True, "ddp_timeout": 60}, SFTConfig)
+dist.all_reduce(torch.ones(1))
+"""
+
+
+def test_a_rank_that_finished_closes_its_group_before_exit(tmp_path):
+    """Left to interpreter teardown, gloo's threads could abort a rank that had finished (exit 250,
+    "terminate called without an active exception"): the group is destroyed at exit."""
+    import subprocess
+    import sys
+
+    port, root = free_port(), Path(__file__).resolve().parents[1]
+    procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT], cwd=root, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
+                                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+             for r in range(2)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    for rank, (proc, out) in enumerate(zip(procs, outputs)):
+        assert proc.returncode == 0, out
+        assert f"rank {rank}: process group closed" in out, out

@@ -14,6 +14,7 @@ CPU default: python, one process, float32, no DeepSpeed.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import subprocess
@@ -132,7 +133,20 @@ def join_process_group(trl_params: dict[str, Any], config_class: type) -> bool:
     dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_s))
     log.info("rank %d of %d: gloo process group, collectives time out after %s s", dist.get_rank(),
              dist.get_world_size(), timeout_s)
+    atexit.register(leave_process_group)
     return True
+
+
+def leave_process_group() -> None:
+    """Destroy the process group before the interpreter exits. Left to interpreter teardown, gloo's
+    threads can abort a rank that finished its work ("terminate called without an active exception",
+    exit 250), and a completed stage then reads as failed."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        rank = dist.get_rank()
+        dist.destroy_process_group()
+        log.info("rank %d: process group closed", rank)
 
 
 def main(argv: list[str] | None = None) -> int:
