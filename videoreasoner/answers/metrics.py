@@ -152,14 +152,20 @@ def _by_type(items: list[dict]) -> dict[str, list[dict]]:
     return by_type
 
 
+def _paired_index(items_a: list[dict], items_b: list[dict], caller: str) -> dict[str, dict]:
+    """items_b by id, after checking that both lists score the same ids (a paired comparison)."""
+    index_b = {str(item["id"]): item for item in items_b}
+    if unpaired := sorted({str(item["id"]) for item in items_a} ^ set(index_b)):
+        raise ValueError(f"{caller}: item id {unpaired[0]!r} is scored for one model only")
+    return index_b
+
+
 def paired_difference(items_a: list[dict], items_b: list[dict], seed: int = 0,
                       n_boot: int = 1000) -> dict[str, Any]:
     """AM(b) − AM(a) on the same items, with a paired bootstrap: each resample of the items scores both
     models, so the interval of the difference is far narrower than the two models' own intervals
     overlapping suggests. Items are matched by `id`; both lists must hold the same ids."""
-    index_b = {str(item["id"]): item for item in items_b}
-    if unpaired := sorted({str(item["id"]) for item in items_a} ^ set(index_b)):
-        raise ValueError(f"paired_difference: item id {unpaired[0]!r} is scored for one model only")
+    index_b = _paired_index(items_a, items_b, "paired_difference")
     by_a = _by_type(items_a)
     by_b = {t: [index_b[str(item["id"])] for item in rows] for t, rows in by_a.items()}
     pools = [np.stack([pa, pb], axis=-1) for pa, pb in zip(_pools(by_a), _pools(by_b))]
@@ -175,9 +181,7 @@ def paired_type_differences(items_a: list[dict], items_b: list[dict], seed: int 
                             n_boot: int = 1000) -> dict[str, dict[str, Any]]:
     """Per problem type: mean score(b) − score(a) on that type's items, matched by `id`, with a paired
     bootstrap interval. A type whose interval lies wholly below 0 regressed from a to b."""
-    index_b = {str(item["id"]): item for item in items_b}
-    if unpaired := sorted({str(item["id"]) for item in items_a} ^ set(index_b)):
-        raise ValueError(f"paired_type_differences: item id {unpaired[0]!r} is scored for one model only")
+    index_b = _paired_index(items_a, items_b, "paired_type_differences")
     out = {}
     for ptype, rows in _by_type(items_a).items():
         delta = _values([index_b[str(item["id"])] for item in rows], None) - _values(rows, None)
