@@ -59,6 +59,7 @@ def ladder(models: list[str], records: list[dict], params: dict, shuffled: bool,
     ev = params["eval"]
     decoding = Decoding.from_params({**ev.get("decoding", {}), "do_sample": False})
     rows, tasks, previous = [], {}, None
+    labels = column_labels(models)
     for path in models:
         engine = load_engine(path, video, ".", batch_size=ev.get("batch_size", 16), progress=False,
                              dtype=params["compute"].get("dtype", "float32"), torch_threads=ev.get("torch_threads"))
@@ -74,10 +75,17 @@ def ladder(models: list[str], records: list[dict], params: dict, shuffled: bool,
             by_task = collections.defaultdict(list)
             for item in items:
                 by_task[item["task"]].append(item["score"])
-            tasks[f"{Path(path).name}:{condition}"] = {t: sum(v) / len(v) for t, v in by_task.items()}
+            tasks[f"{labels[path]}:{condition}"] = {t: sum(v) / len(v) for t, v in by_task.items()}
             if condition == "video":
                 previous = items
     return rows, tasks
+
+
+def column_labels(models: list[str]) -> dict[str, str]:
+    """A short column name per model: its folder's name, or the whole path where two names collide
+    (e.g. /tmp/a/model and /tmp/b/model)."""
+    names = [Path(path).name for path in models]
+    return {path: name if names.count(name) == 1 else path for path, name in zip(models, names)}
 
 
 def task_table(tasks: dict[str, dict[str, float]]) -> str:

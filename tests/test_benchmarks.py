@@ -60,6 +60,41 @@ def test_ladder_benchmark_prints_each_rung_its_paired_gain_and_the_tasks():
     assert {"colour", "count", "when_visible", "track"} <= set(rows)  # the per-task table, one row per task
 
 
+def test_ladder_task_columns_stay_apart_when_two_models_share_a_folder_name():
+    from benchmarks.ladder import column_labels
+
+    labels = column_labels(["models/sft", "/tmp/a/model", "/tmp/b/model"])
+    assert labels == {"models/sft": "sft", "/tmp/a/model": "/tmp/a/model", "/tmp/b/model": "/tmp/b/model"}
+
+
+def test_mc_chain_benchmark_prints_each_models_breakdown():
+    rows = table_rows(run_script("mc_chain.py", "--smoke"))
+    assert len(rows["models/m"]) == 7 and " / " in rows["models/m"][5]
+
+
+def test_mc_chain_tells_perception_look_up_and_copy_apart():
+    from benchmarks.mc_chain import breakdown
+
+    record = {"options": ["blue", "white", "red", "green"], "answer": "B"}
+
+    def chain(option, letter, answer):
+        return f"<think>The circle is {option}. Among the options, {option} is option {letter}.</think><answer>{answer}</answer>"
+
+    assert breakdown(record, chain("white", "B", "B")) == {
+        "correct": True, "has_step": True, "names_right_option": True, "looks_up_its_option": True,
+        "answer_copies_step": True}
+    seen_wrong = breakdown(record, chain("red", "C", "C"))  # perception: right look-up of the wrong colour
+    assert not seen_wrong["correct"] and not seen_wrong["names_right_option"] and seen_wrong["looks_up_its_option"]
+    looked_up_wrong = breakdown(record, chain("white", "D", "D"))
+    assert looked_up_wrong["names_right_option"] and not looked_up_wrong["looks_up_its_option"]
+    copied_wrong = breakdown(record, chain("white", "B", "A"))
+    assert copied_wrong["looks_up_its_option"] and not copied_wrong["answer_copies_step"]
+    no_step = breakdown(record, "<answer>B</answer>")
+    assert no_step["correct"] and not no_step["has_step"] and no_step["names_right_option"] is None
+    off_list = breakdown(record, chain("purple", "A", "A"))  # names no option: its look-up is not scored
+    assert off_list["looks_up_its_option"] is None
+
+
 @pytest.mark.slow  # two flow runs, each starting Prefect's temporary server
 def test_pipeline_benchmark_prints_its_tables():
     out = run_script("pipeline.py", "--until", "ingest", "--no-register",
