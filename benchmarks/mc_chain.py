@@ -69,7 +69,8 @@ def share(rows: list[dict], key: str) -> str:
 def generated(engine, records: list[dict], decoding) -> list[dict]:
     from videoreasoner.inference.tts_strategies import greedy
 
-    return [breakdown(r, a.text) for r, a in zip(records, greedy(engine, records, decoding=decoding))]
+    answers = greedy(engine, records, decoding=decoding)
+    return [{**breakdown(r, a.text), "task": (r.get("meta") or {}).get("task", "?")} for r, a in zip(records, answers)]
 
 
 def teacher_forced(model, processor, records: list[dict], video_cfg, batch_size: int = 16) -> dict[str, float]:
@@ -130,11 +131,13 @@ def main(argv: list[str] | None = None) -> None:
         train = multiple_choice(read_jsonl("data/validated/train.jsonl"), args.forced_items)
         print(f"{min(len(test), args.items)} test multiple-choice items generated (greedy); {len(train)} train and "
               f"{min(len(test), args.forced_items)} test items teacher-forced; chance 0.25")
-        rows = []
+        rows, by_task = [], {}
         for path in args.models:
             engine = load_engine(path, video, ".", batch_size=params["eval"].get("batch_size", 16), progress=False,
                                  dtype=params["compute"].get("dtype", "float32"))
             items = generated(engine, test[:args.items], decoding)
+            by_task[path] = {t: share([i for i in items if i["task"] == t], "names_right_option")
+                             for t in sorted({i["task"] for i in items})}
             model, processor = load_model_and_processor(path, params["compute"].get("dtype", "float32"))
             forced_train = teacher_forced(model, processor, train, video)
             forced_test = teacher_forced(model, processor, test[:args.forced_items], video)
@@ -145,6 +148,10 @@ def main(argv: list[str] | None = None) -> None:
         print(table(rows, header=("model", "correct", "chain has the step", "names the right option",
                                   "looks up its option", "answer copies the step",
                                   "forced step letter (train / test)", "forced answer letter (train / test)")))
+        tasks = sorted({t for shares in by_task.values() for t in shares})
+        print("\nnames the right option, per task (the perception before the look-up):")
+        print(table([(t, *(by_task[path].get(t, "—") for path in args.models)) for t in tasks],
+                    header=("task", *args.models)))
     finally:
         os.chdir(cwd)
         if work is not None:
