@@ -15,16 +15,13 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.training import make_world, table  # noqa: E402
+from benchmarks.training import make_world, scratch_workspace, table  # noqa: E402
 from videoreasoner.core.params import load_params  # noqa: E402
 
 
@@ -111,11 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     from videoreasoner.data.selection import subset
 
     params = load_params(ROOT / "params.yaml")
-    work, cwd = None, os.getcwd()
-    try:
-        if args.smoke:
-            work = Path(tempfile.mkdtemp(prefix="vr-bench-ladder-"))
-            os.chdir(work)
+    with scratch_workspace("vr-bench-ladder-", args.smoke) as work:
+        if work is not None:
             args.models, args.items_per_type, args.n_boot = _smoke_models(work, params), 1, 50
             params["eval"] = {**params["eval"], "decoding": {"max_new_tokens": 8}}
         records = subset(read_jsonl(args.test_file), args.items_per_type)
@@ -125,10 +119,6 @@ def main(argv: list[str] | None = None) -> None:
         print(table(rows, header=("model [frames]", "AM [95% CI]", "gain over the rung above [paired 95% CI]")))
         print()
         print(task_table(tasks))
-    finally:
-        os.chdir(cwd)
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def _smoke_models(work: Path, params: dict) -> list[str]:

@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.training import make_world, table  # noqa: E402
+from benchmarks.training import make_world, scratch_workspace, table  # noqa: E402
 from videoreasoner.core.params import load_params  # noqa: E402
 
 LETTERS = "ABCD"
@@ -118,11 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     from videoreasoner.video.config import VideoConfig
 
     params = load_params(ROOT / "params.yaml")
-    work, cwd = None, os.getcwd()
-    try:
-        if args.smoke:
-            work = Path(tempfile.mkdtemp(prefix="vr-bench-mc-"))
-            os.chdir(work)
+    with scratch_workspace("vr-bench-mc-", args.smoke) as work:
+        if work is not None:
             args.models, args.items, args.forced_items = [_smoke_model(work, params)], 4, 4
             params["eval"] = {**params["eval"], "decoding": {"max_new_tokens": 8}}
         video = VideoConfig.from_params(params["video"])
@@ -152,10 +146,6 @@ def main(argv: list[str] | None = None) -> None:
         print("\nnames the right option, per task (the perception before the look-up):")
         print(table([(t, *(by_task[path].get(t, "—") for path in args.models)) for t in tasks],
                     header=("task", *args.models)))
-    finally:
-        os.chdir(cwd)
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def _smoke_model(work: Path, params: dict) -> str:

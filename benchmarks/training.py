@@ -49,6 +49,22 @@ def verdict(value: float, limit: float) -> str:
 
 
 # ---- workspace: a generated world and a model ----------------------------------------------------------
+@contextlib.contextmanager
+def scratch_workspace(prefix: str, enabled: bool = True):
+    """enabled: a fresh temporary folder, the working directory for the block, removed afterwards (a
+    --smoke run's generated world); otherwise the working directory stays and None is yielded."""
+    if not enabled:
+        yield None
+        return
+    work, cwd = Path(tempfile.mkdtemp(prefix=prefix)), os.getcwd()
+    try:
+        os.chdir(work)
+        yield work
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def make_world(work: Path, params: dict, videos: dict[str, int]) -> list[dict]:
     """Generate `videos` clips per split under work/data/raw/synthetic; records with workspace-relative
     `video`, also written to work/data/validated/<split>.jsonl."""
