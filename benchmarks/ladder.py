@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.training import make_world, scratch_workspace, table  # noqa: E402
+from benchmarks.training import scratch_workspace, smoke_models, table  # noqa: E402
 from videoreasoner.core.params import load_params  # noqa: E402
 
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(ROOT / "params.yaml")
     with scratch_workspace("vr-bench-ladder-", args.smoke) as work:
         if work is not None:
-            args.models, args.items_per_type, args.n_boot = _smoke_models(work, params), 1, 50
+            args.models, args.items_per_type, args.n_boot = smoke_models(work, params, (1, 2), {"train": 1, "val": 0, "test": 1}), 1, 50
             params["eval"] = {**params["eval"], "decoding": {"max_new_tokens": 8}}
         records = subset(read_jsonl(args.test_file), args.items_per_type)
         print(f"{len(records)} test items ({args.items_per_type} per problem type) from {args.test_file}; "
@@ -119,21 +119,6 @@ def main(argv: list[str] | None = None) -> None:
         print(table(rows, header=("model [frames]", "AM [95% CI]", "gain over the rung above [paired 95% CI]")))
         print()
         print(task_table(tasks))
-
-
-def _smoke_models(work: Path, params: dict) -> list[str]:
-    from videoreasoner.training.model_io import save_model_and_processor
-    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
-    from videoreasoner.video.config import VideoConfig
-
-    records = make_world(work, params, {"train": 1, "val": 0, "test": 1})
-    video = VideoConfig.from_params(params["video"])
-    paths = []
-    for seed in (1, 2):
-        tiny = TinyConfig.from_params({**params["model"]["tiny"], "seed": seed})
-        save_model_and_processor(*build_tiny(tiny, records, video), work / f"models/m{seed}")
-        paths.append(f"models/m{seed}")
-    return paths
 
 
 if __name__ == "__main__":

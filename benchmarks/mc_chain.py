@@ -26,10 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.training import make_world, scratch_workspace, table  # noqa: E402
+from benchmarks.training import scratch_workspace, smoke_models, table  # noqa: E402
 from videoreasoner.core.params import load_params  # noqa: E402
+from videoreasoner.core.schema import OPTION_LETTERS  # noqa: E402
 
-LETTERS = "ABCD"
+LETTERS = OPTION_LETTERS[:4]  # the world's four options: the letters scored under teacher forcing
 # The look-up step as videoreasoner/data/world/questions.py writes it.
 LOOKUP_STEP = re.compile(r"Among the options, (?P<option>.+?) is option (?P<letter>[A-Z])\.")
 ANSWER_LETTER = re.compile(r"<answer>\s*(?P<letter>[A-Z])\s*</answer>")
@@ -46,14 +47,14 @@ def multiple_choice(records: list[dict], n: int) -> list[dict]:
 def breakdown(record: dict, text: str) -> dict[str, bool | None]:
     """For one generated answer: correct, and the three places it can go wrong (None: not reached)."""
     step, answer = LOOKUP_STEP.search(text), ANSWER_LETTER.search(text)
-    right = record["options"][LETTERS.index(record["answer"])]
+    right = record["options"][OPTION_LETTERS.index(record["answer"])]
     named = step.group("option") if step else None
     return {
         "correct": bool(answer and answer.group("letter") == record["answer"]),
         "has_step": step is not None,
         "names_right_option": None if step is None else named == right,
         "looks_up_its_option": (None if step is None or named not in record["options"]
-                                else LETTERS[record["options"].index(named)] == step.group("letter")),
+                                else OPTION_LETTERS[record["options"].index(named)] == step.group("letter")),
         "answer_copies_step": None if step is None else bool(answer and answer.group("letter") == step.group("letter")),
     }
 
@@ -82,6 +83,7 @@ def teacher_forced(model, processor, records: list[dict], video_cfg, batch_size:
     spaced = torch.tensor([tok(" " + letter)["input_ids"][0] for letter in LETTERS])
     bare = torch.tensor([tok(letter)["input_ids"][0] for letter in LETTERS])
     collator = VideoSFTCollator(processor, video_cfg, chat_template=training_chat_template(processor))
+    spaced_ids, bare_ids = set(spaced.tolist()), set(bare.tolist())
     hits, n = {"step": 0, "answer": 0}, 0
     model.eval()
     for start in range(0, len(records), batch_size):
@@ -91,8 +93,8 @@ def teacher_forced(model, processor, records: list[dict], video_cfg, batch_size:
             logits = model(**batch).logits
         for row in range(labels.shape[0]):
             targets = (labels[row] != -100).nonzero().flatten().tolist()
-            step = [p for p in targets if int(labels[row, p]) in spaced.tolist()]
-            answer = [p for p in targets if int(labels[row, p]) in bare.tolist()]
+            step = [p for p in targets if int(labels[row, p]) in spaced_ids]
+            answer = [p for p in targets if int(labels[row, p]) in bare_ids]
             if not step or not answer:
                 continue
             n += 1
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(ROOT / "params.yaml")
     with scratch_workspace("vr-bench-mc-", args.smoke) as work:
         if work is not None:
-            args.models, args.items, args.forced_items = [_smoke_model(work, params)], 4, 4
+            args.models, args.items, args.forced_items = smoke_models(work, params, (1,), {"train": 2, "val": 0, "test": 2}), 4, 4
             params["eval"] = {**params["eval"], "decoding": {"max_new_tokens": 8}}
         video = VideoConfig.from_params(params["video"])
         decoding = Decoding.from_params({**params["eval"].get("decoding", {}), "do_sample": False})
@@ -146,17 +148,6 @@ def main(argv: list[str] | None = None) -> None:
         print("\nnames the right option, per task (the perception before the look-up):")
         print(table([(t, *(by_task[path].get(t, "—") for path in args.models)) for t in tasks],
                     header=("task", *args.models)))
-
-
-def _smoke_model(work: Path, params: dict) -> str:
-    from videoreasoner.training.model_io import save_model_and_processor
-    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
-    from videoreasoner.video.config import VideoConfig
-
-    records = make_world(work, params, {"train": 2, "val": 0, "test": 2})
-    tiny = TinyConfig.from_params(params["model"]["tiny"])
-    save_model_and_processor(*build_tiny(tiny, records, VideoConfig.from_params(params["video"])), work / "models/m")
-    return "models/m"
 
 
 if __name__ == "__main__":

@@ -65,6 +65,21 @@ def scratch_workspace(prefix: str, enabled: bool = True):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def smoke_models(work: Path, params: dict, seeds: tuple[int, ...], videos: dict[str, int]) -> list[str]:
+    """A generated world of `videos` clips per split under `work` and one random tiny model per seed,
+    saved as work/models/m<seed>; their workspace-relative paths (a --smoke run's models)."""
+    from videoreasoner.training.model_io import save_model_and_processor
+    from videoreasoner.training.tiny_model import TinyConfig, build_tiny
+    from videoreasoner.video.config import VideoConfig
+
+    records = make_world(work, params, videos)
+    video = VideoConfig.from_params(params["video"])
+    for seed in seeds:
+        tiny = TinyConfig.from_params({**params["model"]["tiny"], "seed": seed})
+        save_model_and_processor(*build_tiny(tiny, records, video), work / f"models/m{seed}")
+    return [f"models/m{seed}" for seed in seeds]
+
+
 def make_world(work: Path, params: dict, videos: dict[str, int]) -> list[dict]:
     """Generate `videos` clips per split under work/data/raw/synthetic; records with workspace-relative
     `video`, also written to work/data/validated/<split>.jsonl."""

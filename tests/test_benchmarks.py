@@ -69,7 +69,7 @@ def test_ladder_task_columns_stay_apart_when_two_models_share_a_folder_name():
 
 def test_mc_chain_benchmark_prints_each_models_breakdown():
     rows = table_rows(run_script("mc_chain.py", "--smoke"))
-    assert len(rows["models/m"]) == 7 and " / " in rows["models/m"][5]
+    assert len(rows["models/m1"]) == 7 and " / " in rows["models/m1"][5]
     assert {"colour", "shape", "direction", "order"} & set(rows)  # the per-task table of the perception before the look-up
 
 
