@@ -48,12 +48,20 @@ def article(name: str) -> str:
 
 def inventory(scene: Scene) -> str:
     """The shapes of the clip in order of appearance ("a red square and a blue circle"): the one-line
-    caption that perception alignment teaches, and the first sentence of every chain of thought, so the
-    reasoning starts from what was seen (perceive, then reason) and every target carries visual tokens."""
+    caption that pretraining and perception alignment teach."""
     return _and([article(o.name) for o in scene.by_appearance()])
 
 
 def _appearance(obj: SceneObject) -> str:
+    """The first step of a chain: when the object asked about is on screen, the one fact every task's
+    reasoning starts from. Chains state only what the question needs: a longer first step (an inventory
+    of the clip, the edges of entry and exit) gave a 1 M-parameter model more to get wrong before the
+    answer, and SFT on it scored 0.05 AM lower over three seeds (README, "Short chains")."""
+    return f"The {obj.name} appears at {fmt_s(obj.enter)} s and vanishes at {fmt_s(obj.exit)} s"
+
+
+def _appearance_with_edges(obj: SceneObject) -> str:
+    """The first step of a direction chain: the edges of entry and exit, from which the direction follows."""
     return (f"The {obj.name} appears at the {obj.entry} edge at {fmt_s(obj.enter)} s and "
             f"vanishes at the {obj.exit_edge} edge at {fmt_s(obj.exit)} s")
 
@@ -81,7 +89,7 @@ def mc_direction(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
     return "multiple_choice", {
         "task": "direction", "question": f"In which direction does the {obj.name} move?",
         "options": options, "answer": letter,
-        "reasoning": f"{_appearance(obj)}, so it moves {obj.direction}. "
+        "reasoning": f"{_appearance_with_edges(obj)}, so it moves {obj.direction}. "
                      f"Among the options, {obj.direction} is option {letter}."}
 
 
@@ -218,8 +226,6 @@ def reasoning_items(scene: Scene, rng: np.random.Generator, cfg: WorldConfig) ->
             for b in range(len(builders)):  # a builder may not apply (e.g. order needs two objects)
                 item = builders[(start + b) % len(builders)](scene, obj, rng, cfg)
                 if item is not None:
-                    problem_type, fields = item
-                    fields["reasoning"] = f"I see {inventory(scene)}. {fields['reasoning']}"
-                    items.append((problem_type, fields))
+                    items.append(item)
                     break
     return items
