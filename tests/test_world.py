@@ -91,9 +91,8 @@ def test_a_chain_states_only_what_its_question_needs(index):
             continue
         task, chain = r["meta"]["task"], r["reasoning"]
         if task not in SCENE_WIDE_TASKS:
-            asked = [o for o in scene.objects if o.name in r["question"] or (
-                o.shape in r["question"] and o.colour in r["question"])] or [
-                o for o in scene.objects if o.shape in r["question"] or o.colour in r["question"]]
+            # a question names its object by colour, shape or both; no two objects of a clip share either
+            asked = [o for o in scene.objects if o.shape in r["question"] or o.colour in r["question"]]
             others = [o.name for o in scene.objects if o not in asked]
             assert len(asked) == 1 and not any(name in chain for name in others), (task, chain)
         assert (" edge " in chain) == (task == "direction"), (task, chain)
