@@ -62,10 +62,16 @@ def pyfunc_answer(local: LocalModel, request: dict[str, Any], roots: list[Path])
     return model.predict(request)[0]
 
 
+def one_line(text: str) -> str:
+    """The model's raw text with its line breaks and other control characters escaped (\\n, \\t), so
+    that each field of `show` stays on its own line whatever the model wrote."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def show(row: dict[str, Any]) -> str:
     times = "–" if row["frame_times"] is None else ", ".join(f"{t:g}" for t in row["frame_times"]) + " s"
     answer = "(unreadable)" if row["answer"] is None else json.dumps(row["answer"])
-    return (f"answer:      {answer}\ntext:        {row['text']}\nframe times: {times}\n"
+    return (f"answer:      {answer}\ntext:        {one_line(row['text'])}\nframe times: {times}\n"
             f"latency:     {row['latency_s']:.3f} s")
 
 

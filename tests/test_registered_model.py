@@ -89,6 +89,15 @@ def test_vr_predict_prints_the_answer_fields(workspace, capsys):
     assert "not a registry URI" in capsys.readouterr().err
 
 
+def test_vr_predict_shows_one_field_a_line_whatever_the_model_wrote():
+    from flows.predict import show
+
+    row = {"answer": None, "text": "<think>a\nb\r\tc</think> é", "frame_times": [1.0, 3.0], "latency_s": 0.5}
+    shown = show(row)
+    assert [line.split(":")[0] for line in shown.splitlines()] == ["answer", "text", "frame times", "latency"]
+    assert "<think>a\\nb\\r\\tc</think> é" in shown
+
+
 def test_vr_evaluate_scores_a_registered_model_on_the_chosen_sources(workspace):
     from flows.evaluate_model import main
 
