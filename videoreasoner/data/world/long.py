@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from videoreasoner.data.world.config import BACKGROUND, DISTRACTOR_GREY, PALETTE, LongConfig, WorldConfig
-from videoreasoner.data.world.questions import Item, fmt_s
+from videoreasoner.data.world.questions import Item, appearance, fmt_s
 from videoreasoner.data.world.render import paint
 
 GAP_S, EDGE_S = 2, 1  # seconds between two shapes / between a shape and either end of the clip
@@ -139,8 +139,7 @@ def long_items(scene: LongScene) -> list[Item]:
     for e in scene.needles:
         items.append(("temporal_grounding", {
             "task": "when_visible", "question": f"When is the {e.name} visible?", "answer": [e.enter, e.exit],
-            "reasoning": f"The {e.name} appears at {fmt_s(e.enter)} s and vanishes at {fmt_s(e.exit)} s. "
-                         f"So it is visible from {fmt_s(e.enter)} to {fmt_s(e.exit)} s."}))
+            "reasoning": f"{appearance(e)}. So it is visible from {fmt_s(e.enter)} to {fmt_s(e.exit)} s."}))
     listed = ", ".join(f"the {e.name} ({fmt_s(e.enter)} to {fmt_s(e.exit)} s)" for e in scene.needles)
     items.append(("numerical", {
         "task": "count", "answer": str(len(scene.needles)),

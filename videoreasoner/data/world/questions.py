@@ -52,9 +52,10 @@ def inventory(scene: Scene) -> str:
     return _and([article(o.name) for o in scene.by_appearance()])
 
 
-def _appearance(obj: SceneObject) -> str:
+def appearance(obj: SceneObject) -> str:
     """The first step of a chain: when the object asked about is on screen, the one fact every task's
-    reasoning starts from. Chains state only what the question needs: a longer first step (an inventory
+    reasoning starts from (here and in videoreasoner/data/world/long.py: any object with name, enter
+    and exit). Chains state only what the question needs: a longer first step (an inventory
     of the clip, the edges of entry and exit) gave a 1 M-parameter model more to get wrong before the
     answer, and SFT on it scored 0.05 AM lower over three seeds (README, "Short chains")."""
     return f"The {obj.name} appears at {fmt_s(obj.enter)} s and vanishes at {fmt_s(obj.exit)} s"
@@ -71,7 +72,7 @@ def mc_colour(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
     return "multiple_choice", {
         "task": "colour", "question": f"What colour is the {obj.shape}?", "options": options,
         "answer": letter,
-        "reasoning": f"{_appearance(obj)}. The {obj.shape} is {obj.colour}. "
+        "reasoning": f"{appearance(obj)}. The {obj.shape} is {obj.colour}. "
                      f"Among the options, {obj.colour} is option {letter}."}
 
 
@@ -80,7 +81,7 @@ def mc_shape(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
     return "multiple_choice", {
         "task": "shape", "question": f"What shape is the {obj.colour} object?", "options": options,
         "answer": letter,
-        "reasoning": f"{_appearance(obj)}. The {obj.colour} object is a {obj.shape}. "
+        "reasoning": f"{appearance(obj)}. The {obj.colour} object is a {obj.shape}. "
                      f"Among the options, {obj.shape} is option {letter}."}
 
 
@@ -135,7 +136,7 @@ def temporal(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
     return "temporal_grounding", {
         "task": "when_visible", "question": f"When is the {obj.name} visible?",
         "answer": [obj.enter, obj.exit],
-        "reasoning": f"{_appearance(obj)}. So it is visible from {fmt_s(obj.enter)} to {fmt_s(obj.exit)} s."}
+        "reasoning": f"{appearance(obj)}. So it is visible from {fmt_s(obj.enter)} to {fmt_s(obj.exit)} s."}
 
 
 def _box_times(scene: Scene, obj: SceneObject, step: float) -> list[float]:
@@ -153,7 +154,7 @@ def spatial(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
     return "spatial_grounding", {
         "task": "where_at_time", "question": f"Where is the {obj.name} at {fmt_s(t)} s?",
         "answer": {"time": t, "box": box},
-        "reasoning": f"{_appearance(obj)}, moving {obj.direction}. At {fmt_s(t)} s its centre is at "
+        "reasoning": f"{appearance(obj)}, moving {obj.direction}. At {fmt_s(t)} s its centre is at "
                      f"({cx:.2f}, {cy:.2f}) of the frame, so its box is {fmt_box(box)}."}
 
 
@@ -164,7 +165,7 @@ def tube(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
     return "spatio_temporal_grounding", {
         "task": "track", "question": f"Track the {obj.name}: when is it visible and where is it?",
         "answer": {"span": [obj.enter, obj.exit], "boxes": boxes},
-        "reasoning": f"{_appearance(obj)}, moving {obj.direction}. It is visible from {fmt_s(obj.enter)} "
+        "reasoning": f"{appearance(obj)}, moving {obj.direction}. It is visible from {fmt_s(obj.enter)} "
                      f"to {fmt_s(obj.exit)} s; its box is {fmt_box(boxes[fmt_s(first)])} at "
                      f"{fmt_s(first)} s and {fmt_box(boxes[fmt_s(last)])} at {fmt_s(last)} s."}
 
@@ -178,13 +179,13 @@ def caption(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
     return "free_form", {
         "task": "caption", "question": "Describe what happens in the video.",
         "answer": " ".join(_motion_sentence(o) for o in ordered),
-        "reasoning": " ".join(f"{_appearance(o)}." for o in ordered)}
+        "reasoning": " ".join(f"{appearance(o)}." for o in ordered)}
 
 
 def describe_object(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
     return "free_form", {
         "task": "describe_motion", "question": f"Describe the motion of the {obj.name}.",
-        "answer": _motion_sentence(obj), "reasoning": f"{_appearance(obj)}."}
+        "answer": _motion_sentence(obj), "reasoning": f"{appearance(obj)}."}
 
 
 def how_long(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
@@ -192,13 +193,13 @@ def how_long(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
     return "regression", {
         "task": "visible_seconds", "question": f"For how many seconds is the {obj.name} visible?",
         "answer": fmt_s(d),
-        "reasoning": f"{_appearance(obj)}. {fmt_s(obj.exit)} - {fmt_s(obj.enter)} = {fmt_s(d)} seconds."}
+        "reasoning": f"{appearance(obj)}. {fmt_s(obj.exit)} - {fmt_s(obj.enter)} = {fmt_s(d)} seconds."}
 
 
 def when_appears(scene: Scene, obj: SceneObject, rng, cfg: WorldConfig) -> Item:
     return "regression", {
         "task": "appear_time", "question": f"At what time, in seconds, does the {obj.name} first appear?",
-        "answer": fmt_s(obj.enter), "reasoning": f"{_appearance(obj)}. So it first appears at {fmt_s(obj.enter)} s."}
+        "answer": fmt_s(obj.enter), "reasoning": f"{appearance(obj)}. So it first appears at {fmt_s(obj.enter)} s."}
 
 
 Builder = Callable[[Scene, SceneObject, np.random.Generator, WorldConfig], "Item | None"]
