@@ -17,7 +17,7 @@ def pytest_collection_modifyitems(config, items):
     """Files with an end-to-end (`slow`) test first, the rest after, each file's tests in their own order.
     `make test` runs two pytest-xdist workers that take whole files in collection order (--dist loadfile):
     the long files start at once and the many short ones fill in at the end, so both workers finish
-    together (files in name order left one worker alone on the last long file for minutes)."""
+    at about the same time."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within each group stays
 
