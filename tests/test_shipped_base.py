@@ -52,7 +52,8 @@ def test_the_default_base_is_the_shipped_one_and_it_sees(manifest):
     tasks = manifest["perception"]["tasks"]
     for task in ("colour_word", "shape_word", "count_direct", "order_direct", "when_visible_direct"):
         assert tasks[task]["gap_ci95"][0] > 0, f"{task}: no better than blank frames"
-    # where at t is a missed target (README, The shipped base): above blank on average, but its paired
-    # interval reaches below 0 (its gate failed)
-    assert tasks["where_at_time_direct"]["gap"] > 0
+    assert tasks["shape_word"]["video"] >= 0.85, "shape under its target: the tower stopped seeing shapes"
+    # missed targets (README, The shipped base): colour under 0.85, and where at t level with blank frames;
+    # the manifest must say so rather than pass them
+    assert set(manifest["perception"]["failed"]) == {"colour_word", "where_at_time_direct"}
     assert tasks["option_lookup"]["video"] >= 0.8, "the language warm-up's look-up skill was lost"
