@@ -73,7 +73,7 @@ class WorldConfig:
     PARAMS_SECTION: ClassVar[str] = "data.synthetic"
 
     seed: int = 1234
-    videos: dict[str, int] = field(default_factory=lambda: {"train": 1000, "val": 100, "test": 320})
+    videos: dict[str, int] = field(default_factory=lambda: {"train": 4000, "val": 100, "test": 320})
     width: int = 112
     height: int = 112
     fps: int = 4
