@@ -31,7 +31,7 @@ pipeline: install
 	$(MAKE) --no-print-directory plots
 
 test: install
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15 -n 2 --dist loadfile
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=15 -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"

@@ -15,7 +15,8 @@ import videoreasoner.core.telemetry  # noqa: E402,F401  (sets the telemetry opt-
 
 def pytest_collection_modifyitems(config, items):
     """Files with an end-to-end (`slow`) test first, the rest after, each file's tests in their own order.
-    `make test` runs two pytest-xdist workers that take whole files in collection order (--dist loadfile):
+    `make test` runs two pytest-xdist workers that take whole files in collection order (--dist loadfile;
+    --no-loadscope-reorder, else xdist deals the files with the most tests first):
     the long files start at once and the many short ones fill in at the end, so both workers finish
     at about the same time."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
