@@ -19,7 +19,7 @@ from typing import Any
 from videoreasoner.core import telemetry  # noqa: F401  (telemetry opt-outs before any tool is imported)
 from videoreasoner.core.atomic import atomic_path, read_jsonl, write_json
 from videoreasoner.core.params import SectionDefaults
-from videoreasoner.training.launch import ComputeConfig, join_process_group, launch_rank
+from videoreasoner.training.launch import ComputeConfig, check_torch_threads, join_process_group, launch_rank
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
 from videoreasoner.core.paths import MODELS_RL, RL_REPORTS
 from videoreasoner.training.rewards import DEFAULT_REWARDS, build_rewards
@@ -82,9 +82,7 @@ def resolve_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     if variant not in VARIANTS:
         raise ValueError(f"params rl.variant: unknown {variant!r} (known: {sorted(VARIANTS)})")
     explicit = {k: v for k, v in params.items() if k not in OWN_KEYS}
-    threads = own.get("torch_threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"params rl.torch_threads must be null or an integer >= 1, got {threads!r}")
+    check_torch_threads(own.get("torch_threads"), "rl.torch_threads")
     if own.get("skip_zero_variance_groups") is None:  # null: the variant decides (DAPO's dynamic sampling)
         own["skip_zero_variance_groups"] = variant == "dapo"
     return own, {**VARIANTS[variant], **explicit}

@@ -20,7 +20,7 @@ from videoreasoner.core.paths import CHECKPOINTS, MODELS_BASE, MODELS_SFT, SFT_M
 from videoreasoner.training.checkpoint_weights import is_partitioned, whole_state_dict
 from videoreasoner.training.checkpoints import (file_digest, fingerprint, finish_checkpoints, model_digest,
                                                 same_data_callback)
-from videoreasoner.training.launch import ComputeConfig, launch_rank
+from videoreasoner.training.launch import ComputeConfig, check_torch_threads, launch_rank
 from videoreasoner.training.model_io import load_model_and_processor, save_model_and_processor
 from videoreasoner.training.sft_data import VideoSFTCollator, loss_gap, to_dataset
 from videoreasoner.training.sft_trainer import split_params, train, training_chat_template
@@ -51,12 +51,17 @@ def run(cfg: SFTRun) -> dict[str, Any]:
     """Train on the reasoning records of the train split, save to cfg.out_dir, return the metrics."""
     video_cfg = VideoConfig.from_params(cfg.video)
     own, _ = split_params(cfg.sft)
+    threads = check_torch_threads(own.get("torch_threads"), "sft.torch_threads")
     records = with_perception_replay(read_jsonl(cfg.train_file), float(own.get("perception_replay", 0.0)),
                                      int(cfg.sft.get("seed", 0)))
     run_fp = fingerprint(sft=cfg.sft, video=cfg.video, compute=cfg.compute, train=file_digest(cfg.train_file),
                          base=model_digest(cfg.base_dir))
     dtype = cfg.compute.get("dtype", "float32")
     main_process = launch_rank() == 0  # with several processes only rank 0 tracks and writes
+    if threads:  # the stage runs alone; its DataLoader worker decodes beside the step on torch's 1 thread
+        import torch
+
+        torch.set_num_threads(threads)
     with stage_run("sft", {"sft": cfg.sft, "video": cfg.video, "compute": cfg.compute},
                    cfg.tracking and main_process) as mlrun:
         model, processor = load_model_and_processor(cfg.base_dir, dtype)

@@ -114,8 +114,14 @@ def test_frozen_vision_tower_is_saved_unchanged_and_the_rest_trains(workspace):
     from videoreasoner.training.model_io import load_model_and_processor
 
     root = workspace
-    run(sft_run(root, {**trl_params(2), "learning_rate": 1e-2, "freeze_vision": True}, out="models/sft_frozen",
-                tracking=False))
+    before_threads = torch.get_num_threads()
+    threads = 1 if before_threads != 1 else 2  # sft.torch_threads is applied to the stage's process
+    try:
+        run(sft_run(root, {**trl_params(2), "learning_rate": 1e-2, "freeze_vision": True, "torch_threads": threads},
+                    out="models/sft_frozen", tracking=False))
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before_threads)
     base, _ = load_model_and_processor(root / "models/base")
     tuned, _ = load_model_and_processor(root / "models/sft_frozen")
     before, after = dict(base.named_parameters()), dict(tuned.named_parameters())
@@ -137,6 +143,13 @@ def test_length_grouped_batches_get_the_length_column_they_sort_on(workspace):
     metrics = run(sft_run(root, {**trl_params(1), "train_sampling_strategy": "group_by_length"},
                           out="models/sft_grouped", tracking=False))
     assert metrics["steps"] == 1
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
+def test_torch_threads_must_be_a_positive_integer(workspace, threads):
+    with pytest.raises(ValueError, match="sft.torch_threads must be null or an integer >= 1"):
+        run(sft_run(workspace, {**trl_params(1), "torch_threads": threads}, out="models/sft_threads", tracking=False))
+    assert not (workspace / "models/sft_threads").exists()
 
 
 def test_lora_run_saves_merged_weights(workspace):

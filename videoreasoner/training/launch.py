@@ -30,6 +30,13 @@ LAUNCHERS = ("python", "accelerate", "deepspeed")
 TRAINING_STAGES = ("pretrain", "bootstrap", "sft", "rl")
 
 
+def check_torch_threads(value: Any, key: str) -> int | None:
+    """`value` of params `key` (a CPU thread count): null or an integer >= 1, else ValueError."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"params {key} must be null or an integer >= 1, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class ComputeConfig:
     """params `compute`. num_processes: processes (one per GPU); main_process_port: the rendezvous TCP
@@ -55,8 +62,7 @@ class ComputeConfig:
             raise ValueError(f"params compute.launcher: unknown {cfg.launcher!r} (known: {LAUNCHERS})")
         if cfg.num_processes < 1:
             raise ValueError("params compute.num_processes must be >= 1")
-        if cfg.torch_threads is not None and (not isinstance(cfg.torch_threads, int) or cfg.torch_threads < 1):
-            raise ValueError("params compute.torch_threads must be null or an integer >= 1")
+        check_torch_threads(cfg.torch_threads, "compute.torch_threads")
         if cfg.launcher == "python" and cfg.num_processes != 1:
             raise ValueError("params compute: launcher 'python' runs one process; use accelerate or deepspeed")
         for name in ("deepspeed_config", "accelerate_config"):

@@ -19,7 +19,7 @@ from videoreasoner.video.config import VideoConfig
 
 log = logging.getLogger(__name__)
 # Keys of the `sft` section that are ours; every other key is an SFTConfig field.
-OWN_KEYS = ("lora", "loss_gap_items", "freeze_vision", "perception_replay")
+OWN_KEYS = ("lora", "loss_gap_items", "freeze_vision", "perception_replay", "torch_threads")
 REQUIRED_TRL_KEYS = ("bf16", "fp16", "activation_checkpointing|gradient_checkpointing", "assistant_only_loss")
 
 
