@@ -79,8 +79,9 @@ def test_curves_have_one_row_per_logged_reward():
     assert rows[1]["reward_format"] == 0.9 and rows[0]["kl"] == 0.0
 
 
-def test_run_writes_model_metrics_and_reward_curves(workspace, tmp_path):
-    """GSPO + T-GRPO + zero-variance filter, 2 steps: every output in place, the model reloads."""
+def test_run_writes_model_metrics_and_reward_curves(workspace, tmp_path, recwarn):
+    """GSPO + T-GRPO + zero-variance filter, 2 steps: every output in place, the model reloads, and the
+    log carries no FutureWarning from TRL's use of a deprecated transformers property."""
     from videoreasoner.training.model_io import load_model_and_processor
 
     from videoreasoner.core.atomic import read_jsonl
@@ -93,6 +94,7 @@ def test_run_writes_model_metrics_and_reward_curves(workspace, tmp_path):
                 out_dir=tmp_path / "models/rl", reports_dir=tmp_path / "reports/rl",
                 checkpoint_dir=tmp_path / "checkpoints/rl", tracking=False)
     summary = run(cfg)
+    assert not [w for w in recwarn if "is_gradient_checkpointing" in str(w.message)]
     assert summary["steps"] == 2 and summary["resumed_from_step"] == 0 and summary["variant"] == "gspo"
     train = read_jsonl(workspace / "data/validated/train.jsonl")
     expected = [r for r in train if r["problem_type"] in types and r["meta"]["kind"] == "reasoning"]
