@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,11 +218,7 @@ def run(cfg: RLRun) -> dict[str, Any]:
         trainer = (TemporalContrastGRPOTrainer(**kwargs, temporal_contrast=contrast) if contrast.enabled
                    else VideoGRPOTrainer(**kwargs))
         t0 = time.perf_counter()
-        with count_video_tokens() as meter, warnings.catch_warnings():  # video tokens per prompt row
-            # TRL's unwrap_model_for_generation reads `model.is_gradient_checkpointing`, which
-            # transformers 5.23 deprecated: a FutureWarning at every generation that is TRL's to change.
-            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
-                                    category=FutureWarning)
+        with count_video_tokens() as meter:  # video tokens per prompt row, at the processor
             result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         seconds = time.perf_counter() - t0
         rows = curves(trainer.state.log_history, [f.__name__ for f in funcs])

@@ -25,7 +25,9 @@ What this class changes, and nothing else:
   processes, so one group's rollouts can sit on several ranks (TRL gathers its rewards the same way).
   `world`, `gather_objects`, `gather_rows`, `local_slice` are collectives (every rank calls them at the
   same point) and the identity on one process.
-- generation suppresses every vision special token (<|vision_start|>, <|video_pad|>, <|image_pad|>, ...).
+- generation suppresses every vision special token (<|vision_start|>, <|video_pad|>, <|image_pad|>, ...),
+  and `train` ignores the FutureWarning TRL's generation raises by reading a deprecated transformers
+  property.
 
 Row layout of `video_inputs[i]`: pixel_values_videos (patches × features, float), video_grid_thw (1 × 3:
 temporal patches, height patches, width patches), second_per_grid_ts (1: seconds per temporal patch).
@@ -35,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +87,15 @@ class VideoGRPOTrainer(ExactResumeMixin, GRPOTrainer):
         self._active_video: list[dict[str, torch.Tensor]] | None = None
         self._encoded: tuple[list[list[int]], dict[str, Any]] | None = None
         self._suppress_vision_tokens()
+
+    def train(self, *args, **kwargs):
+        with warnings.catch_warnings():
+            # TRL's generation (unwrap_model_for_generation, disable_gradient_checkpointing) reads
+            # `model.is_gradient_checkpointing`, which transformers 5.23 deprecated: a FutureWarning at
+            # every generation, T-GRPO's shuffled rollouts included, and TRL's to change.
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                    category=FutureWarning)
+            return super().train(*args, **kwargs)
 
     # ---- generation --------------------------------------------------------------------------------
     def _vision_token_ids(self) -> list[int]:
