@@ -96,6 +96,46 @@ def test_mc_chain_tells_perception_look_up_and_copy_apart():
     assert off_list["looks_up_its_option"] is None
 
 
+def test_chain_copy_benchmark_prints_both_tables():
+    out = run_script("chain_copy.py", "--smoke")
+    assert "binding, direct answers:" in out and "copies in the chain of thought:" in out
+    lines = [line for line in out.splitlines() if line.startswith("| models/m1 |")]
+    assert len(lines) == 3  # one row per binding task, one copy row
+    assert {line.split("|")[2].strip() for line in lines[:2]} == {"colour_word", "shape_word"}
+
+
+def test_chain_copy_tells_a_copied_question_from_a_wrong_one():
+    from benchmarks.chain_copy import copies
+
+    asked = {"question": "Describe the motion of the red circle.", "meta": {"task": "describe_motion"}}
+    assert copies(asked, "<think>The red circle appears at 1.0 s and vanishes at 5.0 s.</think>")["names_asked_object"]
+    assert copies(asked, "<think>The blue square appears at 1.0 s and vanishes at 5.0 s.</think>") == {
+        "names_asked_object": False, "copies_time": None, "answer_follows_step": None}
+    when = {"question": "When is the red circle visible?", "meta": {"task": "when_visible"}}
+    chain = "<think>The red circle appears at 1.0 s and vanishes at 5.0 s. So it is visible from 1.0 to 6.0 s.</think>"
+    assert copies(when, chain + "<answer>1.0 to 6.0</answer>")["answer_follows_step"] is True
+    assert copies(when, chain + "<answer>2.0 to 6.0</answer>")["answer_follows_step"] is False
+    assert copies(when, "<answer>1.0 to 6.0</answer>")["answer_follows_step"] is None  # no step to follow
+    at = {"question": "How many coloured shapes are visible at 5.0 s? Ignore grey dots.", "meta": {"task": "count_at_time"}}
+    assert copies(at, "<think>At 5.0 s the frame shows the red circle. That makes 1.</think>")["copies_time"] is True
+    assert copies(at, "<think>At 2.0 s the frame shows no coloured shape. That makes 0.</think>")["copies_time"] is False
+
+
+def test_chain_copy_counts_the_other_shapes_colour_as_a_binding_error():
+    from types import SimpleNamespace
+
+    from benchmarks.chain_copy import binding
+
+    scene = SimpleNamespace(objects=[SimpleNamespace(colour="red", shape="circle"),
+                                     SimpleNamespace(colour="blue", shape="square")])
+    record = {"answer": "red", "meta": {"task": "colour_word"}}
+    assert binding(record, "<answer>red</answer>", scene) == {"correct": True, "names_other_object": None}
+    assert binding(record, "<answer>blue</answer>", scene) == {"correct": False, "names_other_object": True}
+    assert binding(record, "<answer>green</answer>", scene) == {"correct": False, "names_other_object": False}
+    shape = {"answer": "square", "meta": {"task": "shape_word"}}
+    assert binding(shape, "<answer>circle</answer>", scene)["names_other_object"] is True
+
+
 @pytest.mark.slow  # two flow runs, each starting Prefect's temporary server
 def test_pipeline_benchmark_prints_its_tables():
     out = run_script("pipeline.py", "--until", "ingest", "--no-register",
