@@ -51,6 +51,7 @@ from videoreasoner.answers.protocols import parse_names, score_protocols, strict
 from videoreasoner.answers.score import score_by_source, score_predictions
 from videoreasoner.data import eval_items
 from videoreasoner.data.selection import select_records
+from videoreasoner.core.machine import machine
 from videoreasoner.core.tracking import stage_run
 from videoreasoner.training.checkpoints import model_digest
 from videoreasoner.inference.tts_policy import CURVE_FILE, POLICY_FILE, metric_value
@@ -270,6 +271,7 @@ def run(cfg: EvalRun) -> dict[str, Any]:
                                    "sources": ev["sources"], "drawn": eval_items.counts(records),
                                    "files": {s: str(cfg.split_path(s)) for s in eval_items.splits_read(ev["sources"])}},
                          "seed": ev["seed"], "n_boot": ev["n_boot"], "backend": ev["backend"],
+                         "machine": machine(),
                          "dtype": cfg.compute.get("dtype", "float32"), "strict_answers": True,
                          "protocols": {"names": ev["protocols"], "strict": strict_settings(),
                                        "settings": ev["protocol_settings"]},

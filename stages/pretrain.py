@@ -25,6 +25,7 @@ from typing import Any
 from videoreasoner.core import telemetry  # noqa: F401
 from videoreasoner.core.atomic import atomic_dir, read_jsonl, write_json
 from videoreasoner.core.paths import CHECKPOINTS, PRETRAINED_BASE, split_file
+from videoreasoner.core.machine import machine
 from videoreasoner.core.tracking import git_commit, stage_run, trainer_callback
 from videoreasoner.data.selection import select_records
 from videoreasoner.data.world.config import WorldConfig
@@ -158,6 +159,7 @@ def run(cfg: PretrainRun) -> dict[str, Any]:
                 "params": {"digest": params_digest(_params_sections(cfg)), "sections": _params_sections(cfg)},
                 "compute": cfg.compute, "parameters": n_params, "storage_dtype": str(storage).replace("torch.", ""),
                 "language_warmup": warmup, "training": result, "perception": perception_result,
+                "machine": machine(),
                 "versions": {"python": platform.python_version(), "torch": torch.__version__,
                              "transformers": transformers.__version__, "trl": trl.__version__},
                 "seconds": round(time.perf_counter() - t0, 1),

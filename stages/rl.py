@@ -29,6 +29,7 @@ from videoreasoner.training.temporal_contrast import (
     TemporalContrastGRPOTrainer,
     temporal_contrast_reward,
 )
+from videoreasoner.core.machine import machine
 from videoreasoner.core.tracking import stage_run, trainer_callback
 from videoreasoner.data.selection import select_records
 from videoreasoner.core.paths import CHECKPOINTS, MODELS_SFT
@@ -227,7 +228,7 @@ def run(cfg: RLRun) -> dict[str, Any]:
         _save_final(trainer, processor, cfg.out_dir)
         if trainer.is_world_process_zero():
             write_curves(cfg.reports_dir / "curves.csv", rows)
-            metrics = {**summary, "video": video_cfg.__dict__}
+            metrics = {**summary, "video": video_cfg.__dict__, "machine": machine()}
             write_json(cfg.reports_dir / "metrics.json", metrics)
             mlrun.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
             mlrun.log_artifact(cfg.reports_dir / "curves.csv")

@@ -14,6 +14,7 @@ from typing import Any
 
 from videoreasoner.core import telemetry  # noqa: F401
 from videoreasoner.core.atomic import read_jsonl, write_json
+from videoreasoner.core.machine import machine
 from videoreasoner.core.tracking import stage_run, trainer_callback
 from videoreasoner.data.selection import select_records, with_perception_replay
 from videoreasoner.core.paths import CHECKPOINTS, MODELS_BASE, MODELS_SFT, SFT_METRICS
@@ -85,7 +86,7 @@ def run(cfg: SFTRun) -> dict[str, Any]:
             collator = VideoSFTCollator(processor, video_cfg, chat_template=training_chat_template(processor))
             summary.update(loss_gap(model, collator, val, cfg.video_root))
         weights = whole_state_dict(model)  # a collective under ZeRO-3; None (the model's own) otherwise
-        metrics = {**summary, "video": video_cfg.__dict__}
+        metrics = {**summary, "video": video_cfg.__dict__, "machine": machine()}
         if not main_process:
             return metrics
         save_model_and_processor(model, processor, cfg.out_dir, state_dict=weights)

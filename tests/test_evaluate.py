@@ -99,9 +99,11 @@ def test_ladder_gains_are_paired_am_differences_between_rungs(evaluated):
 def test_settings_recorded(evaluated):
     root, metrics, _ = evaluated
     settings = metrics["settings"]
-    for key in ("frames", "pixels", "prompt_version", "decoding", "tts_policy", "models", "items", "seed", "n_boot"):
+    for key in ("frames", "pixels", "prompt_version", "decoding", "tts_policy", "models", "items", "seed", "n_boot",
+                "machine"):
         assert key in settings, key
     assert settings["tts_policy"]["strategy"] == "self_consistency"
+    assert settings["machine"]["cpu"] and settings["machine"]["blas"] in ("mkl", "other")
     assert set(settings["models"]) == set(MODELS)
     html = (root / "eval/report.html").read_text()
     assert "rl + policy" in html and "http://" not in html and "https://" not in html

@@ -105,6 +105,8 @@ def test_flow_end_to_end(workspace, prefect_harness):
     report_code.write_text(report_code.read_text() + "\n")
     assert already_done(workspace) is None  # a changed dependency: evaluate must re-run
 
+    from videoreasoner.core.machine import cpu_model
+
     client = MlflowClient()
     parent = client.get_run(first["mlflow_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["git_commit"] != "unknown"
@@ -115,6 +117,7 @@ def test_flow_end_to_end(workspace, prefect_harness):
     for run in stage_runs:
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.tags["dvc_lock_hash"] not in ("", "none")
+        assert run.data.tags["machine.cpu"] == cpu_model()  # the machine each stage computed on
 
     rules = load_rules(workspace / "mlflow/registry.yaml")
     champion = aliases.alias_version(rules, rules.champion)

@@ -101,6 +101,7 @@ def test_run_writes_model_metrics_and_reward_curves(workspace, tmp_path, recwarn
     assert 0 < summary["records"] == len(expected) < len(train) and summary["problem_types"] == types
     metrics = json.loads((tmp_path / "reports/rl/metrics.json").read_text())
     assert metrics["steps_per_second"] > 0 and metrics["video"]["max_frames"] == VIDEO["max_frames"]
+    assert metrics["machine"]["torch_cpu_capability"] and metrics["machine"]["cpu"]
     with open(tmp_path / "reports/rl/curves.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["step"]) for r in rows] == [1, 2]

@@ -111,15 +111,19 @@ def test_sft_trains_saves_and_logs_to_mlflow(workspace, monkeypatch, tmp_path):
 def test_frozen_vision_tower_is_saved_unchanged_and_the_rest_trains(workspace):
     import torch
 
+    from videoreasoner.core.machine import cpu_model
+
     from videoreasoner.training.model_io import load_model_and_processor
 
     root = workspace
     before_threads = torch.get_num_threads()
     threads = 1 if before_threads != 1 else 2  # sft.torch_threads is applied to the stage's process
     try:
-        run(sft_run(root, {**trl_params(2), "learning_rate": 1e-2, "freeze_vision": True, "torch_threads": threads},
-                    out="models/sft_frozen", tracking=False))
+        metrics = run(sft_run(root, {**trl_params(2), "learning_rate": 1e-2, "freeze_vision": True,
+                                     "torch_threads": threads}, out="models/sft_frozen", tracking=False))
         assert torch.get_num_threads() == threads
+        # the machine beside the numbers: another CPU gives other float rounding and other weights
+        assert metrics["machine"]["torch_threads"] == threads and metrics["machine"]["cpu"] == cpu_model()
     finally:
         torch.set_num_threads(before_threads)
     base, _ = load_model_and_processor(root / "models/base")

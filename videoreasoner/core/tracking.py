@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from videoreasoner.core import telemetry  # noqa: F401
+from videoreasoner.core.machine import machine
 
 log = logging.getLogger(__name__)
 DEFAULT_URI = "sqlite:///mlflow/mlflow.db"
@@ -148,7 +149,8 @@ def stage_run(stage: str, params: dict[str, Any] | None = None, enabled: bool = 
         mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.resolve().as_uri())
     mlflow.set_experiment(EXPERIMENT)
     tags = {"stage": stage, "git_commit": git_commit(), "dvc_lock_hash": dvc_lock_hash(stage),
-            "pipeline_run_id": os.environ.get("PIPELINE_RUN_ID", ""), **dvc_experiment_tags()}
+            "pipeline_run_id": os.environ.get("PIPELINE_RUN_ID", ""), **dvc_experiment_tags(),
+            **{f"machine.{k}": str(v) for k, v in machine().items()}}
     parent = os.environ.get("MLFLOW_PARENT_RUN_ID") or None
     with mlflow.start_run(run_name=stage, tags=tags, parent_run_id=parent) as active:
         log.info("MLflow run %s (%s)", active.info.run_id, redact(uri))
