@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.training import scratch_workspace, smoke_models, table  # noqa: E402
+from benchmarks.training import scratch_workspace, share, smoke_models, table  # noqa: E402
 from videoreasoner.core.params import load_params  # noqa: E402
 from videoreasoner.data.world.config import PALETTE, SHAPES  # noqa: E402
 
@@ -84,10 +84,6 @@ def scene_of(record: dict, world):
 
     return scene_for(world, *parse_video_id(record["meta"]["video_id"]))[0]
 
-
-def share(rows: list[dict], key: str) -> str:
-    values = [r[key] for r in rows if r.get(key) is not None]
-    return f"{sum(values) / len(values):.2f} ({len(values)})" if values else "—"
 
 
 def by_objects(rows: list[dict], key: str) -> str:

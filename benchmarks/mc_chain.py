@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.training import scratch_workspace, smoke_models, table  # noqa: E402
+from benchmarks.training import scratch_workspace, share, smoke_models, table  # noqa: E402
 from videoreasoner.core.params import load_params  # noqa: E402
 from videoreasoner.core.schema import OPTION_LETTERS  # noqa: E402
 
@@ -58,10 +58,6 @@ def breakdown(record: dict, text: str) -> dict[str, bool | None]:
         "answer_copies_step": None if step is None else bool(answer and answer.group("letter") == step.group("letter")),
     }
 
-
-def share(rows: list[dict], key: str) -> str:
-    values = [r[key] for r in rows if r[key] is not None]
-    return f"{sum(values) / len(values):.2f} ({len(values)})" if values else "—"
 
 
 def generated(engine, records: list[dict], decoding) -> list[dict]:

@@ -44,6 +44,13 @@ def table(rows: list[tuple[str, str, str, str]], header=("what", "figure", "targ
     return "\n".join(lines)
 
 
+def share(rows: list[dict], key: str) -> str:
+    """'0.53 (335)': the mean of `key` over the rows where it is not None (a share of true, with how many
+    rows count), or '—' when none do."""
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return f"{sum(values) / len(values):.2f} ({len(values)})" if values else "—"
+
+
 def verdict(value: float, limit: float) -> str:
     return "PASS" if value <= limit else "MISS"
 
