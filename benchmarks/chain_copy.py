@@ -85,7 +85,6 @@ def scene_of(record: dict, world):
     return scene_for(world, *parse_video_id(record["meta"]["video_id"]))[0]
 
 
-
 def by_objects(rows: list[dict], key: str) -> str:
     """'one shape / two or more' shares of `key`."""
     return " / ".join(share([r for r in rows if (r["objects"] == 1) == single], key) for single in (True, False))

@@ -59,7 +59,6 @@ def breakdown(record: dict, text: str) -> dict[str, bool | None]:
     }
 
 
-
 def generated(engine, records: list[dict], decoding) -> list[dict]:
     from videoreasoner.inference.tts_strategies import greedy
 
