@@ -136,6 +136,70 @@ def test_chain_copy_counts_the_other_shapes_colour_as_a_binding_error():
     assert binding(shape, "<answer>circle</answer>", scene)["names_other_object"] is True
 
 
+def test_copy_warmup_benchmark_prints_both_models():
+    rows = table_rows(run_script("copy_warmup.py", "--smoke"))
+    assert {"sft from the base", "sft after the induction warm-up"} <= set(rows)
+    assert rows["sft from the base"][2] == "—"  # the control has no rung before it
+    assert rows["sft after the induction warm-up"][2].startswith(("+", "-"))
+
+
+def test_induction_batch_scores_only_words_that_copy_an_earlier_segment():
+    import random
+
+    from benchmarks.copy_warmup import induction_batch
+
+    ids, attention, loss_mask = induction_batch(random.Random(3), list(range(100, 140)), 64)
+    for row, mask, marks in zip(ids.tolist(), attention.tolist(), loss_mask.tolist()):
+        length = sum(mask)
+        assert mask == [1] * length + [0] * (len(row) - length)
+        scored = [t for t, m in enumerate(marks) if m]
+        # the scored positions predict the second copy's 2nd… last word: a contiguous run ending the row
+        assert scored == list(range(scored[0], length - 1)) and len(scored) >= 3
+        copy = row[scored[0]:length]  # the second copy, its first word included
+        earlier = row[:scored[0]]
+        assert any(earlier[i:i + len(copy)] == copy for i in range(len(earlier) - len(copy) + 1))
+
+
+def test_naming_items_pair_the_asked_shape_with_the_other_one(monkeypatch):
+    from types import SimpleNamespace
+
+    from benchmarks import copy_warmup
+
+    scenes = {"two": [("red", "circle"), ("blue", "square")], "one": [("red", "circle")]}
+    monkeypatch.setattr(copy_warmup, "scene_of", lambda record, world: SimpleNamespace(objects=[
+        SimpleNamespace(colour=c, shape=s) for c, s in scenes[record["clip"]]]))
+
+    def record(clip, task, question, kind="reasoning"):
+        return {"clip": clip, "question": question, "meta": {"kind": kind, "task": task}}
+
+    records = [record("one", "when_visible", "When is the red circle visible?"),
+               record("two", "count", "How many coloured shapes appear in the video?"),
+               record("two", "when_visible", "When is the red circle visible?", kind="perception"),
+               record("two", "appear_time", "At what time, in seconds, does the blue square first appear?"),
+               record("two", "when_visible", "When is the red circle visible?")]
+    items = copy_warmup.naming_items(records, None, limit=10)
+    assert [(r["meta"]["task"], asked, other) for r, asked, other in items] == [
+        ("appear_time", "blue square", "red circle"), ("when_visible", "red circle", "blue square")]
+    assert len(copy_warmup.naming_items(records, None, limit=1)) == 1
+
+
+def test_naming_preference_compares_the_steps_without_the_end_token():
+    from types import SimpleNamespace
+
+    from benchmarks.copy_warmup import naming_preference
+
+    class Engine:  # log-probabilities by completion; the last one is the end token the step never has
+        scores = {"<think>The red circle appears": (-1.0, -1.0, -9.0), "<think>The blue square appears": (-1.5, -1.0, 0.0)}
+
+        def loglik(self, records, completions):
+            return [SimpleNamespace(token_logprobs=self.scores[c]) for c in completions]
+
+    item = ({}, "red circle", "blue square")
+    assert naming_preference(Engine(), [item]) == 1.0  # -2.0 against -2.5: the end token would flip it
+    assert naming_preference(Engine(), [({}, "blue square", "red circle")]) == 0.0
+    assert naming_preference(Engine(), []) is None
+
+
 @pytest.mark.slow  # two flow runs, each starting Prefect's temporary server
 def test_pipeline_benchmark_prints_its_tables():
     out = run_script("pipeline.py", "--until", "ingest", "--no-register",
