@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import torch
 
-    from benchmarks.ladder import score
+    from benchmarks.ladder import fmt, score, task_table
     from stages.sft import SFTRun, run as run_sft
     from videoreasoner.answers.metrics import aggregate, paired_difference
     from videoreasoner.core.atomic import read_jsonl
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             gain = paired_difference(previous, items, 0, 1000) if previous else None
             naming = [naming_preference(e, named) for e in (engine, blank)]
             rows.append((label, " / ".join("—" if share is None else f"{share:.2f}" for share in naming),
-                         f"{am['value']:.3f} [{am['ci95'][0]:.3f}, {am['ci95'][1]:.3f}]",
+                         fmt(am),
                          f"{gain['value']:+.3f} [{gain['ci95'][0]:+.3f}, {gain['ci95'][1]:+.3f}]" if gain else "—"))
             by_task = collections.defaultdict(list)
             for item in items:
@@ -199,9 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         print(table(rows, header=("model", "names the asked object: video / blank", "val AM [95% CI]",
                                   "gain [paired 95% CI]")))
         print()
-        print("| task | " + " | ".join(tasks) + " |\n" + "|---" * (len(tasks) + 1) + "|")
-        for task in sorted({t for scores in tasks.values() for t in scores}):
-            print(f"| {task} | " + " | ".join(f"{scores.get(task, float('nan')):.3f}" for scores in tasks.values()) + " |")
+        print(task_table(tasks))
 
 
 if __name__ == "__main__":
