@@ -4,7 +4,8 @@ train split's perception items, and write the shipped base (weights, tokenizer, 
 First a language warm-up: text-only option look-ups, the language model alone, until it finds a word among
 the options and answers its letter (videoreasoner/training/language_warmup.py). Then the video phase:
 direct answers only (colour, shape, count, caption, option look-up, first/last, when visible, where at
-t; no chain of thought), plus a dense loss on every video token from the world's exact per-frame ground
+t; no chain of thought; with `binding_items` repeats of a shape-first caption per clip and the colour and
+shape questions asked about every shape, videoreasoner/training/binding_items.py), plus a dense loss on every video token from the world's exact per-frame ground
 truth (videoreasoner/training/pretrain_trainer.py). The result is gated on the val split's perception
 items against blank frames (videoreasoner/inference/perception_probe.py) and described in its manifest
 (videoreasoner/training/base_manifest.py). The vision parts train at `vision_learning_rate`, the language
@@ -34,6 +35,7 @@ from videoreasoner.data.world.streams import parse_video_id, scene_for
 from videoreasoner.inference.engines import FrameSource, HFEngine
 from videoreasoner.inference.perception_probe import probe
 from videoreasoner.training.base_manifest import MANIFEST, file_hashes, params_digest, records_digest
+from videoreasoner.training.binding_items import binding_items
 from videoreasoner.training.checkpoints import (file_digest, fingerprint, finish_checkpoints,
                                                 resumable_checkpoint)
 from videoreasoner.training.language_warmup import LookupTask, warm_up
@@ -46,7 +48,8 @@ from videoreasoner.training.tiny_model import TinyConfig, build_tiny
 from videoreasoner.video.config import VideoConfig
 
 log = logging.getLogger(__name__)
-OWN_KEYS = ("dense_weight", "storage_dtype", "gates", "probe_items", "language_warmup", "vision_learning_rate")
+OWN_KEYS = ("dense_weight", "storage_dtype", "gates", "probe_items", "language_warmup", "vision_learning_rate",
+            "binding_items")
 COMMAND = "python -m stages.pretrain"
 
 
@@ -130,6 +133,7 @@ def run(cfg: PretrainRun) -> dict[str, Any]:
     if not perception:
         raise ValueError(f"{cfg.train_file}: no perception items (data.synthetic.perception_splits must include train)")
     scenes = scenes_by_path(perception, world, cfg.video_root)
+    binding = binding_items(perception, scenes, cfg.video_root) * int(own.get("binding_items", 0))
     with stage_run("pretrain", _params_sections(cfg), cfg.tracking) as mlrun:
         model, processor = build_tiny(tiny_cfg, records, video_cfg)
         run_fp = fingerprint(sections=_params_sections(cfg), compute=cfg.compute, train=file_digest(cfg.train_file))
@@ -137,7 +141,7 @@ def run(cfg: PretrainRun) -> dict[str, Any]:
                                  resume=resumable_checkpoint(cfg.checkpoint_dir, run_fp))
         attach_head(model)
         trl_params = {**trl_params, **ComputeConfig.from_params(cfg.compute).trainer_overrides()}
-        model, result = train(model, processor, perception, cfg.video_root, trl_params, video_cfg,
+        model, result = train(model, processor, perception + binding, cfg.video_root, trl_params, video_cfg,
                               cfg.checkpoint_dir, run_fp, callbacks=[trainer_callback(mlrun)],
                               wrap_collator=lambda c: DenseTargetCollator(c, scenes),
                               trainer_class=dense_trainer_class(own.get("dense_weight", 1.0),
@@ -155,7 +159,8 @@ def run(cfg: PretrainRun) -> dict[str, Any]:
             manifest = {
                 "format": 1, "command": COMMAND, "git_commit": commit,
                 "data": {"train_records": records_digest(perception), "n_train_records": len(perception),
-                         "val_records": records_digest(val), "n_val_records": len(val)},
+                         "val_records": records_digest(val), "n_val_records": len(val),
+                         "n_binding_items": len(binding)},
                 "params": {"digest": params_digest(_params_sections(cfg)), "sections": _params_sections(cfg)},
                 "compute": cfg.compute, "parameters": n_params, "storage_dtype": str(storage).replace("torch.", ""),
                 "language_warmup": warmup, "training": result, "perception": perception_result,

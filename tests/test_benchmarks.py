@@ -143,6 +143,45 @@ def test_copy_warmup_benchmark_prints_both_models():
     assert rows["sft after the induction warm-up"][2].startswith(("+", "-"))
 
 
+def test_binding_benchmark_prints_both_directions_and_every_head():
+    out = run_script("binding.py", "--smoke")
+    lines = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+             if line.startswith("| models/")]
+    directions = [cells[1] for cells in lines if len(cells) == 4 and cells[1].startswith(("colour of", "shape of"))]
+    assert directions == ["colour of the named shape", "shape of the named colour"]
+    tiny = yaml.safe_load((ROOT / "params.yaml").read_text())["model"]["tiny"]
+    heads = [cells[1] for cells in lines if cells[1][0].isdigit()]
+    assert heads == [f"{layer}.{head}" for layer in range(tiny["num_hidden_layers"])
+                     for head in range(tiny["num_attention_heads"])]
+
+
+def test_binding_masks_split_the_named_shape_from_the_others():
+    """The named shape's tokens are those its pixels cover in the frames, the others' likewise: a mask
+    built from the wrong object or time would cover other tokens."""
+    import numpy as np
+
+    from benchmarks.binding import named_mask
+    from videoreasoner.core.params import load_params
+    from videoreasoner.data.world.config import WorldConfig
+    from videoreasoner.data.world.streams import scene_for
+    from videoreasoner.training.dense_targets import COLOUR_CLASSES, token_targets
+
+    world = WorldConfig.from_params(load_params(ROOT / "params.yaml")["data"]["synthetic"])
+    index = next(i for i in range(50) if len(scene_for(world, "val", i)[0].objects) == 2)
+    scene = scene_for(world, "val", index)[0]
+    a, b = scene.objects
+    times, grid = (1.0, 3.0, 5.0, 7.0), (2, 8, 8)
+    colour, _ = token_targets(scene, times, grid)
+    named, other = named_mask(scene, {"answer": a.colour}, times, grid)
+    assert named.any() and other.any()
+    shows_a, shows_b = (colour[:, COLOUR_CLASSES.index(o.colour)] > 0 for o in (a, b))
+    # as drawn, with the later shape on top: a token where one shape hides the other lacks its colour
+    assert (named >= shows_a).all() and (other >= shows_b).all()
+    assert shows_b[named & ~shows_a].all() and shows_a[other & ~shows_b].all()
+    flipped = named_mask(scene, {"answer": b.shape}, times, grid)
+    np.testing.assert_array_equal(flipped[0], other)
+
+
 def test_induction_batch_scores_only_words_that_copy_an_earlier_segment():
     import random
 

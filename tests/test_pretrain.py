@@ -11,6 +11,7 @@ from videoreasoner.core.atomic import read_jsonl
 from videoreasoner.data.selection import select_records
 from videoreasoner.data.world.config import PALETTE, WorldConfig
 from videoreasoner.training.base_manifest import MANIFEST, check_files, records_digest
+from videoreasoner.training.binding_items import CAPTION_QUESTION, binding_items
 from videoreasoner.training.dense_targets import COLOUR_CLASSES, token_targets
 
 # make_workspace's world (tests/helpers_world.py), as params data.synthetic
@@ -69,7 +70,7 @@ def test_a_few_steps_write_a_plain_base_and_a_manifest_that_checks(workspace, tm
     out = tmp_path / "base"
     manifest = run(PretrainRun(
         pretrain={**trl_params(3), "dense_weight": 1.0, "storage_dtype": "float16", "probe_items": None,
-                  "gates": {"min_gap": 0.0, "targets": {}}, "vision_learning_rate": 2e-3,
+                  "gates": {"min_gap": 0.0, "targets": {}}, "vision_learning_rate": 2e-3, "binding_items": 2,
                   "language_warmup": {"max_steps": 2, "learning_rate": 3e-4, "batch_size": 4}},
         tiny=TINY_SIZES, video=VIDEO, world=WORLD, train_file=workspace / "data/validated/train.jsonl",
         val_file=workspace / "data/validated/val.jsonl", video_root=workspace, out_dir=out,
@@ -78,6 +79,8 @@ def test_a_few_steps_write_a_plain_base_and_a_manifest_that_checks(workspace, tm
     assert manifest["language_warmup"]["steps"] == 2 and [s for s, _ in manifest["language_warmup"]["curve"]] == [0, 2]
     perception = select_records(read_jsonl(workspace / "data/validated/train.jsonl"), "perception")
     assert manifest["data"]["train_records"] == records_digest(perception)
+    scenes = scenes_by_path(perception, WorldConfig.from_params(WORLD), workspace)
+    assert manifest["data"]["n_binding_items"] == 2 * len(binding_items(perception, scenes, workspace)) > 0
     assert manifest["command"] == "python -m stages.pretrain" and manifest["params"]["digest"]
     val_tasks = {r["meta"]["task"] for r in select_records(read_jsonl(workspace / "data/validated/val.jsonl"),
                                                             "perception")}
@@ -141,3 +144,34 @@ def test_records_from_another_world_are_refused(workspace):
     records = select_records(read_jsonl(workspace / "data/validated/train.jsonl"), "perception")
     with pytest.raises(ValueError, match="generated with other params"):
         scenes_by_path(records, WorldConfig.from_params({**WORLD, "seed": 4}), workspace)
+
+
+def test_binding_items_name_each_shape_first_and_ask_about_every_shape(workspace):
+    """One shape-first caption per clip; on clips with two or more shapes, the colour of every shape and
+    the shape of every colour (the world asks about one shape only), with answers from the scene."""
+    perception = select_records(read_jsonl(workspace / "data/validated/train.jsonl"), "perception")
+    scenes = scenes_by_path(perception, WorldConfig.from_params(WORLD), workspace)
+    items = binding_items(perception, scenes, workspace)
+    assert len({i["id"] for i in items}) == len(items)
+    by_clip: dict[str, list[dict]] = {}
+    for item in items:
+        assert item["meta"]["kind"] == "perception" and item["video"].endswith(item["meta"]["video_id"] + ".mp4")
+        by_clip.setdefault(item["meta"]["video_id"], []).append(item)
+    assert len(by_clip) == WORLD["videos"]["train"]
+    several = 0
+    for video_id, clip_items in by_clip.items():
+        scene = scenes[str((workspace / f"data/raw/synthetic/videos/{video_id}.mp4").resolve())]
+        caption = [i for i in clip_items if i["question"] == CAPTION_QUESTION]
+        assert [c["answer"] for c in caption] == [", ".join(f"{o.shape} {o.colour}" for o in scene.by_appearance())]
+        asked = {(i["meta"]["task"], i["question"], i["answer"]) for i in clip_items if i not in caption}
+        if len(scene.objects) < 2:
+            assert not asked
+            continue
+        several += 1
+        assert asked == ({("colour_word", f"What colour is the {o.shape}? Answer with one word.", o.colour)
+                          for o in scene.objects} |
+                         {("shape_word", f"What shape is the {o.colour} object? Answer with one word.", o.shape)
+                          for o in scene.objects})
+    assert several >= 1  # the world drew a clip with two or more shapes
+    with pytest.raises(ValueError, match="meta.video_id"):
+        binding_items([{**perception[0], "meta": {"kind": "perception"}}], scenes, workspace)
