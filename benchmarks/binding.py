@@ -38,8 +38,8 @@ def questions(records: list[dict], scenes: dict, clips: int) -> list[dict]:
     from videoreasoner.training.binding_items import binding_items
 
     items = [i for i in binding_items(records, scenes, ".") if i["meta"]["task"] in DIRECTIONS]
-    keep = list(dict.fromkeys(i["meta"]["video_id"] for i in items))[:clips]
-    return [i for i in items if i["meta"]["video_id"] in set(keep)]
+    keep = set(list(dict.fromkeys(i["meta"]["video_id"] for i in items))[:clips])
+    return [i for i in items if i["meta"]["video_id"] in keep]
 
 
 def first_tokens(tokenizer, words) -> dict[str, int]:
