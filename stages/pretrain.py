@@ -5,9 +5,9 @@ First a language warm-up: text-only option look-ups, the language model alone, u
 the options and answers its letter (videoreasoner/training/language_warmup.py). Then the video phase:
 direct answers only (colour, shape, count, caption, option look-up, first/last, when visible, where at
 t; no chain of thought; with `binding_items` repeats of a shape-first caption per clip and the colour and
-shape questions asked about every shape, videoreasoner/training/binding_items.py), plus a dense loss on every video token from the world's exact per-frame ground
-truth (videoreasoner/training/pretrain_trainer.py). The result is gated on the val split's perception
-items against blank frames (videoreasoner/inference/perception_probe.py) and described in its manifest
+shape questions asked about every shape, videoreasoner/training/binding_items.py), plus a dense loss on
+every video token from the world's exact per-frame ground truth (videoreasoner/training/pretrain_trainer.py).
+The result is gated on the val split's perception items against blank frames (videoreasoner/inference/perception_probe.py) and described in its manifest
 (videoreasoner/training/base_manifest.py). The vision parts train at `vision_learning_rate`, the language
 model at `learning_rate` (low, so the look-up skill stays). Outside the default run (frozen in
 dvc.yaml): the default loads the shipped output through `model.base`. Reads params `pretrain`, `model.tiny`, `video`, `compute`,
@@ -133,7 +133,8 @@ def run(cfg: PretrainRun) -> dict[str, Any]:
     if not perception:
         raise ValueError(f"{cfg.train_file}: no perception items (data.synthetic.perception_splits must include train)")
     scenes = scenes_by_path(perception, world, cfg.video_root)
-    binding = binding_items(perception, scenes, cfg.video_root) * int(own.get("binding_items", 0))
+    repeats = int(own.get("binding_items") or 0)
+    binding = binding_items(perception, scenes, cfg.video_root) * repeats if repeats > 0 else []
     with stage_run("pretrain", _params_sections(cfg), cfg.tracking) as mlrun:
         model, processor = build_tiny(tiny_cfg, records, video_cfg)
         run_fp = fingerprint(sections=_params_sections(cfg), compute=cfg.compute, train=file_digest(cfg.train_file))
