@@ -7,7 +7,8 @@ direct answers only (colour, shape, count, caption, option look-up, first/last, 
 t; no chain of thought; with `binding_items` repeats of a shape-first caption per clip and the colour and
 shape questions asked about every shape, videoreasoner/training/binding_items.py), plus a dense loss on
 every video token from the world's exact per-frame ground truth (videoreasoner/training/pretrain_trainer.py).
-The result is gated on the val split's perception items against blank frames (videoreasoner/inference/perception_probe.py) and described in its manifest
+The result is gated on the val split's perception items against blank frames
+(videoreasoner/inference/perception_probe.py) and described in its manifest
 (videoreasoner/training/base_manifest.py). The vision parts train at `vision_learning_rate`, the language
 model at `learning_rate` (low, so the look-up skill stays). Outside the default run (frozen in
 dvc.yaml): the default loads the shipped output through `model.base`. Reads params `pretrain`, `model.tiny`, `video`, `compute`,
