@@ -11,7 +11,8 @@
                            or a changed setting; an MLflow last started with --auth keeps it. Clients ride the
                            outage out: a stage's or the flow's MLflow calls retry for minutes
                            (MLFLOW_HTTP_REQUEST_MAX_RETRIES), Prefect's client about a minute
-                           (PREFECT_CLIENT_MAX_RETRIES); raise these for a longer maintenance.
+                           (PREFECT_CLIENT_MAX_RETRIES; the nightly deployment's flow runs set 7, about
+                           four); raise these for a longer maintenance.
   vr servers status        each service: pid, alive, healthy.
 
 Everything comes from the environment (defaults in brackets); nothing binds beyond VR_SERVERS_HOST:

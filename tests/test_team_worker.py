@@ -55,6 +55,14 @@ def wait_for_flow_run(api: str, run_id: str, worker, worker_log, on_poll=lambda 
         time.sleep(2)
 
 
+def flow_log(worker_log, chars: int = 8000) -> str:
+    """What a failed flow run's cause is in: the worker log before the test stopped the worker (its
+    teardown's tracebacks would fill the tail), with the engine's crash report lines first."""
+    text = worker_log.read_text(errors="replace").split("Received SIGTERM", 1)[0]
+    crash = [line for line in text.splitlines() if "Crash detected" in line or "Engine execution" in line]
+    return "\n".join(["crash report: " + (" | ".join(crash) or "none"), "...", text[-chars:]])
+
+
 def open_stage_run(team, pipeline_run_id: str) -> str | None:
     """The stage whose MLflow run of this pipeline run is RUNNING now (None when no stage's is)."""
     from mlflow import MlflowClient
@@ -77,14 +85,17 @@ def test_a_worker_runs_the_nightly_deployment_against_the_team_servers(team, tmp
 
     ws = make_workspace(tmp_path / "ws")
     # PWD as a shell's `cd` sets it: the deployment's pull step is `{{ $PWD }}`, read from the environment
+    # the flow engine's "Crash details" (the exception behind a Crashed state) are logged at DEBUG
     env = dict(tool_env(), **team.as_user("admin"), PREFECT_API_URL=team.prefect_api_url, PWD=str(ws),
-               PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONPATH=team.env["PYTHONPATH"])
+               PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONPATH=team.env["PYTHONPATH"],
+               PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL="DEBUG")
     prefect(ws, env, "work-pool", "create", POOL, "--type", "process")
     deploy_nightly(ws, env)
     deployment = requests.get(f"{team.prefect_api_url}/deployments/name/videoreasoner-pipeline/nightly",
                               timeout=30).json()
     (step,) = deployment["pull_steps"]  # the flow must run in the throw-away workspace, nowhere else
     assert step["prefect.deployments.steps.set_working_directory"]["directory"] == str(ws), deployment
+    assert deployment["job_variables"]["env"]["PREFECT_CLIENT_MAX_RETRIES"] == "7", deployment  # rides out ~4 min
     triggered = prefect(ws, env, "deployment", "run", "videoreasoner-pipeline/nightly")
     run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", triggered).group(1)
 
@@ -113,7 +124,7 @@ def test_a_worker_runs_the_nightly_deployment_against_the_team_servers(team, tmp
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(timeout=30)
-    assert run["state_type"] == "COMPLETED", f"{run['state_type']}: {run['state']}\n{worker_log.read_text()[-6000:]}"
+    assert run["state_type"] == "COMPLETED", f"{run['state_type']}: {run['state']}\n{flow_log(worker_log)}"
     assert set(restarted) == {"prefect", "mlflow", "while"}, f"restarted only {sorted(restarted)} while the flow ran"
     assert "restarted: mlflow (MLflow with basic auth)" in restarted["mlflow"], restarted["mlflow"]
     anonymous = requests.get(f"{team.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=30)
