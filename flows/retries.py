@@ -24,6 +24,11 @@ _TRANSIENT = re.compile(
     r"Max retries exceeded|Connection (refused|reset|aborted)|RemoteDisconnected|Read timed out|"
     r"timeout exception|database is locked|Temporary failure in name resolution|"
     r"\b(502|503|504)\b.*(Bad Gateway|Service Unavailable|Gateway Time-?out)", re.I)
+# MLflow's SQL store sets an alias by a read then an insert (SQLAlchemy's merge): when two registrations set
+# the same alias at once, the later insert violates the alias table's key and the server answers 400.
+# Setting the alias again updates the row, so that answer is retried like an outage.
+_ALIAS_RACE = re.compile(r'unique constraint "?registered_model_alias_pk|'  # PostgreSQL, MySQL
+                         r"UNIQUE constraint failed: registered_model_aliases")  # sqlite
 
 
 class RegistryUnavailable(RuntimeError):
@@ -39,8 +44,8 @@ def server() -> str:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A connection-type failure, looked for along the exception's cause chain (MLflow wraps
-    requests' ConnectionError into an MlflowException whose message carries it)."""
+    """A connection-type failure or an alias race (_ALIAS_RACE), looked for along the exception's cause
+    chain (MLflow wraps requests' ConnectionError into an MlflowException whose message carries it)."""
     import requests
 
     seen = 0
@@ -48,7 +53,7 @@ def is_transient(exc: BaseException) -> bool:
         if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                             ConnectionError, TimeoutError)):
             return True
-        if _TRANSIENT.search(str(exc)):
+        if _TRANSIENT.search(str(exc)) or _ALIAS_RACE.search(str(exc)):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
@@ -69,7 +74,8 @@ def retrying(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
                 raise RegistryUnavailable(
                     f"MLflow tracking server {server()} unreachable while {what}: {attempt} attempts over "
                     f"{time.monotonic() - started:.1f} s; last error: {redact(str(exc))[:600]}") from exc
-            log.warning("MLflow %s unreachable while %s (attempt %d of %d): retrying in %.1f s",
-                        server(), what, attempt, len(RETRY_DELAYS_S) + 1, delay)
+            reason = "raced another client" if _ALIAS_RACE.search(str(exc)) else "unreachable"
+            log.warning("MLflow %s %s while %s (attempt %d of %d): retrying in %.1f s",
+                        server(), reason, what, attempt, len(RETRY_DELAYS_S) + 1, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")

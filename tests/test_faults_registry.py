@@ -103,6 +103,38 @@ def test_a_blip_is_retried_and_the_registration_completes(sqlite_store, fast_ret
     assert aliases.find_version(rules, "dvc_lock_hash", "h1") == version
 
 
+# what a CI run's MLflow server (PostgreSQL store) answered one of two registrations setting `challenger` at once
+ALIAS_RACE = ('BAD_REQUEST: (psycopg2.errors.UniqueViolation) duplicate key value violates unique constraint '
+              '"registered_model_alias_pk"\nDETAIL:  Key (workspace, name, alias)=(default, m, challenger) already '
+              'exists.\n[SQL: INSERT INTO registered_model_aliases (workspace, name, alias, version) VALUES (...)]')
+
+
+def test_an_alias_set_racing_another_registration_is_set_again(sqlite_store, fast_retries, monkeypatch, caplog):
+    """MLflow's SQL store sets an alias by a read, then an insert: two registrations at once can both read
+    "none" and the later insert fails on the key. Setting it again updates the row; only that 400 is retried."""
+    from mlflow.exceptions import RestException
+
+    from mlflow import MlflowClient
+
+    real, calls = MlflowClient.set_registered_model_alias, []
+
+    def racing(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RestException({"error_code": "BAD_REQUEST", "message": ALIAS_RACE})
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", racing)
+    rules = Rules("race-model", **RULES)
+    with caplog.at_level("WARNING", logger="flows.registry"):
+        version = _register(rules, sqlite_store)
+    assert len(calls) == 2 and aliases.alias_version(rules, rules.challenger) == version
+    assert aliases.list_versions(rules)[0]["registration"] == version_tags.COMPLETE
+    assert any("raced another client while setting alias 'challenger'" in r.getMessage() for r in caplog.records)
+    assert not retries.is_transient(RestException({"error_code": "BAD_REQUEST", "message": "duplicate key value "
+                                                   "violates unique constraint \"model_versions_pk\""}))
+
+
 def test_server_lost_after_the_version_exists_deletes_it_and_gives_challenger_back(sqlite_store, fast_retries,
                                                                                    monkeypatch):
     rules = Rules("lost-model", **RULES)
