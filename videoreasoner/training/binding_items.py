@@ -8,8 +8,10 @@ decimals), so colour sat at 0.76 against 1.00 with one shape on screen. Continui
 not teach it either (benchmarks/binding.py prints why): the attention that would select the named shape
 and the query that would carry it are both near zero, so neither gets a gradient.
 
-A fresh language model trained beside a caption that names each shape first ("circle orange, square
-magenta") learns the missing direction as a sudden jump (README, "The shipped base"). With params
+A fresh language model on the trained tower, beside a caption that names each shape first ("circle
+orange, square magenta"), learns the missing direction as a sudden jump. Inside the stage, where the tower
+learns from scratch at the same time, 2 repeats did not: that base lost shape and order and bound
+neither way, so it is not shipped (README, "The shipped base"). With params
 `pretrain.binding_items` (repeats; absent or 0: none) the video phase adds, for every train clip, that
 caption, and on clips with two or more shapes the world's colour and shape questions asked about every
 shape (the world asks about one, drawn at random). Both come from the world's exact scenes, in the
